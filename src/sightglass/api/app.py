@@ -1,0 +1,82 @@
+"""``create_app``: the Starlette application serving ingest, the APIs and (later) the dashboard."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+import sightglass
+from sightglass.api import ingest, prom
+from sightglass.api.context import AppContext
+from sightglass.api.envelope import success
+
+BackgroundTask = Callable[[AppContext], Awaitable[Any]]
+
+
+def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None,
+               background: list[BackgroundTask] | None = None) -> Starlette:
+    """Build the app over an open store. ``background`` coroutines run for the app's lifetime."""
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def version(request: Request) -> Response:
+        return success({"version": sightglass.__version__})
+
+    async def config_view(request: Request) -> Response:
+        return success(ctx.config.model_dump())
+
+    async def self_metrics(request: Request) -> Response:
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def stats(request: Request) -> Response:
+        return success(ctx.store.stats())
+
+    routes: list[BaseRoute] = [
+        Route("/-/health", health),
+        Route("/-/healthy", health),
+        Route("/-/ready", health),
+        Route("/-/version", version),
+        Route("/-/config", config_view),
+        Route("/-/stats", stats),
+        Route("/metrics", self_metrics),
+        *prom.make_routes(ctx),
+        *ingest.make_routes(ctx),
+        *(extra_routes or []),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        import asyncio
+
+        tasks = [asyncio.create_task(fn(ctx)) for fn in (background or [])]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "other")
+        ctx.metrics.request_seconds.labels(path).observe(time.perf_counter() - t0)
+        return response
+
+    return app

@@ -1,0 +1,91 @@
+"""Query results and their Prometheus HTTP API encoding."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+
+class QueryError(Exception):
+    """A query failed. ``error_type`` follows the Prometheus API: bad_data, execution, timeout, canceled."""
+
+    def __init__(self, message: str, error_type: str = "bad_data") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def format_value(v: float) -> str:
+    """Format a sample value exactly as Prometheus does (Go's ``strconv.FormatFloat(v, 'f', -1, 64)``)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    s = repr(float(v))
+    if "e" in s or "E" in s:
+        s = format(Decimal(s), "f")
+    if s.endswith(".0"):
+        s = s[:-2]
+    if s == "-0":
+        s = "-0"
+    return s
+
+
+def format_ts(ts_ms: int) -> float | int:
+    """Unix seconds as a JSON number, with millisecond precision."""
+    if ts_ms % 1000 == 0:
+        return ts_ms // 1000
+    return ts_ms / 1000
+
+
+@dataclass(slots=True)
+class InstantSample:
+    labels: dict[str, str]
+    ts_ms: int
+    value: float
+
+
+@dataclass(slots=True)
+class RangeSeries:
+    labels: dict[str, str]
+    ts_ms: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(slots=True)
+class QueryResult:
+    """``result_type`` is vector, matrix, scalar or string; ``data`` holds the matching payload."""
+
+    result_type: str
+    vector: list[InstantSample] = field(default_factory=list)
+    matrix: list[RangeSeries] = field(default_factory=list)
+    scalar: tuple[int, float] | None = None
+    string: tuple[int, str] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_api(self) -> dict[str, Any]:
+        """The ``data`` member of the Prometheus API envelope."""
+        if self.result_type == "vector":
+            result: Any = [
+                {"metric": s.labels, "value": [format_ts(s.ts_ms), format_value(s.value)]} for s in self.vector
+            ]
+        elif self.result_type == "matrix":
+            result = [
+                {
+                    "metric": s.labels,
+                    "values": [
+                        [format_ts(int(t)), format_value(float(v))] for t, v in zip(s.ts_ms, s.values, strict=True)
+                    ],
+                }
+                for s in self.matrix
+            ]
+        elif self.result_type == "scalar":
+            assert self.scalar is not None
+            result = [format_ts(self.scalar[0]), format_value(self.scalar[1])]
+        else:
+            assert self.string is not None
+            result = [format_ts(self.string[0]), self.string[1]]
+        return {"resultType": self.result_type, "result": result}

@@ -1,0 +1,864 @@
+"""The embedded store: one DuckDB file holding metrics, events, entities, traces, logs and lineage.
+
+Layout (see docs/storage.md):
+
+- ``series``: the series dictionary (id, metric, labels as JSON). Loaded into a :class:`SeriesIndex`
+  at open, so label matching never touches SQL.
+- ``samples_head``: samples in arrival order, written in one Arrow INSERT per group commit.
+- ``samples_<YYYYMMDD>``: closed data, one table per UTC day, appended by compaction sorted by
+  (series_id, ts) so DuckDB's ALP/bit-packing compress it (~3x smaller than arrival order). Retention
+  drops whole days.
+- ``rollup_1m`` / ``rollup_1h``: per series and bucket count/sum/min/max/first/last and the
+  reset-adjusted increase, made at compaction, kept longer than raw data.
+
+Writes go through one writer thread that groups concurrent requests into one transaction (group
+commit); ``append`` returns only after COMMIT, so an acknowledged write is in DuckDB's WAL and
+survives ``kill -9``. Readers use their own cursors and see committed data (MVCC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from sightglass.model import (
+    ConfigSnapshot,
+    Entity,
+    Event,
+    LineageEvent,
+    LogRecord,
+    Matcher,
+    MetricMetadata,
+    MetricType,
+    Relation,
+    SampleBatch,
+    SeriesData,
+    SeriesKey,
+    Span,
+)
+from sightglass.store.base import LimitExceeded, StoreError, WriteResult
+from sightglass.store.index import SeriesIndex
+
+log = logging.getLogger(__name__)
+
+DB_FILENAME = "sightglass.duckdb"
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+_PART_RE = re.compile(r"^samples_(\d{8})$")
+
+MIGRATIONS: list[str] = [
+    # 1: metrics, catalog
+    """
+    CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+    CREATE TABLE series (id INTEGER PRIMARY KEY, metric VARCHAR NOT NULL, labels VARCHAR NOT NULL,
+                         first_ms BIGINT, last_ms BIGINT);
+    CREATE TABLE samples_head (series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE);
+    CREATE TABLE metadata (metric VARCHAR PRIMARY KEY, type VARCHAR, help VARCHAR, unit VARCHAR);
+    CREATE TABLE rollup_1m (series_id INTEGER, ts BIGINT, cnt INTEGER, sum DOUBLE, min DOUBLE, max DOUBLE,
+                            first DOUBLE, last DOUBLE, first_ts BIGINT, last_ts BIGINT, inc DOUBLE);
+    CREATE TABLE rollup_1h (series_id INTEGER, ts BIGINT, cnt INTEGER, sum DOUBLE, min DOUBLE, max DOUBLE,
+                            first DOUBLE, last DOUBLE, first_ts BIGINT, last_ts BIGINT, inc DOUBLE);
+    CREATE TABLE exp_histograms (series_id INTEGER, ts BIGINT, payload VARCHAR);
+    CREATE TABLE events (ts BIGINT, end_ts BIGINT, kind VARCHAR, severity VARCHAR, source VARCHAR,
+                         entity VARCHAR, attributes VARCHAR);
+    CREATE TABLE entities (id VARCHAR PRIMARY KEY, kind VARCHAR, labels VARCHAR, attributes VARCHAR,
+                           updated_ms BIGINT);
+    CREATE TABLE relations (src VARCHAR, kind VARCHAR, dst VARCHAR, start_ms BIGINT, end_ms BIGINT);
+    CREATE TABLE spans (trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, name VARCHAR, kind INTEGER,
+                        start_ns BIGINT, end_ns BIGINT, status_code INTEGER, status_message VARCHAR,
+                        service VARCHAR, attributes VARCHAR, resource VARCHAR, events VARCHAR);
+    CREATE TABLE logs (ts_ns BIGINT, observed_ns BIGINT, severity_number INTEGER, severity_text VARCHAR,
+                       body VARCHAR, trace_id VARCHAR, span_id VARCHAR, service VARCHAR,
+                       attributes VARCHAR, resource VARCHAR);
+    CREATE TABLE lineage (ts BIGINT, event_type VARCHAR, job_namespace VARCHAR, job_name VARCHAR,
+                          run_id VARCHAR, inputs VARCHAR, outputs VARCHAR, payload VARCHAR);
+    CREATE TABLE configs (ts BIGINT, entity VARCHAR, config VARCHAR, source VARCHAR);
+    CREATE TABLE incidents (id VARCHAR PRIMARY KEY, opened_ms BIGINT, closed_ms BIGINT, state VARCHAR,
+                            title VARCHAR, payload VARCHAR);
+    """,
+]
+
+_SAMPLE_SCHEMA = pa.schema([("series_id", pa.int32()), ("ts", pa.int64()), ("value", pa.float64())])
+
+
+@dataclass(slots=True)
+class StoreOptions:
+    retention_ms: int = 15 * DAY_MS
+    rollup_retention_ms: int = 400 * DAY_MS
+    head_ms: int = HOUR_MS  # data older than (newest - head_ms) is compacted
+    compact_every_s: float = 60.0
+    group_commit_max_samples: int = 500_000
+    threads: int = 2
+    memory_limit: str | None = None
+
+
+def _day_of(ts_ms: int) -> str:
+    return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).strftime("%Y%m%d")
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":"), sort_keys=True, default=str)
+
+
+class DuckDBStore:
+    """Metrics and catalog in one DuckDB file under ``data_dir``. Use as a context manager."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        options: StoreOptions | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.read_only = read_only
+        self.options = options or StoreOptions()
+        if not read_only:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_FILENAME
+        if read_only and not self.path.exists():
+            raise StoreError(f"no Sightglass data in {self.data_dir} (expected {self.path})")
+        config: dict[str, Any] = {"threads": self.options.threads}
+        if self.options.memory_limit:
+            config["memory_limit"] = self.options.memory_limit
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=read_only, config=config)
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                raise StoreError(
+                    f"{self.path} is in use by another process (a running `sightglass up`?). "
+                    "Query that server over HTTP instead, or stop it first."
+                ) from e
+            raise StoreError(f"cannot open {self.path}: {e}") from e
+        self._lock = threading.RLock()  # guards the index and catalog writes
+        if not read_only:
+            self._migrate()
+        self.index = SeriesIndex()
+        self._next_id = 0
+        self._last_ms: dict[int, int] = {}
+        self._load_series()
+        self._queue: queue.Queue[tuple[SampleBatch, int | None, Future[WriteResult]] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self._last_compact = time.monotonic()
+        self.samples_appended_total = 0
+        if not read_only:
+            self._writer = threading.Thread(target=self._write_loop, name="sightglass-writer", daemon=True)
+            self._writer.start()
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+        with contextlib.suppress(Exception):
+            if not self.read_only:
+                self._con.execute("CHECKPOINT")
+        self._con.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for one thread's reads (DuckDB cursors are not shared between threads)."""
+        return self._con.cursor()
+
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this Sightglass "
+                f"({len(MIGRATIONS)}); upgrade Sightglass"
+            )
+        for i in range(version, len(MIGRATIONS)):
+            script = MIGRATIONS[i]
+            if i == 0:
+                script = script.replace("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);", "")
+            con.execute("BEGIN")
+            try:
+                con.execute(script)
+                con.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                    [str(i + 1)],
+                )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        row = self.cursor().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _load_series(self) -> None:
+        rows = self.cursor().execute("SELECT id, metric, labels, last_ms FROM series ORDER BY id").fetchall()
+        for sid, metric, labels, last_ms in rows:
+            key = SeriesKey(metric, tuple(sorted((k, v) for k, v in json.loads(labels).items())))
+            self.index.add(sid, key)
+            if last_ms is not None:
+                self._last_ms[sid] = last_ms
+            self._next_id = max(self._next_id, sid + 1)
+
+    # ------------------------------------------------------------------ writes
+    def append(self, batch: SampleBatch, *, max_new_series: int | None = None) -> WriteResult:
+        """Write ``batch`` durably (group-committed with concurrent writers); returns after COMMIT."""
+        if self.read_only:
+            raise StoreError("store is open read-only")
+        if self._closed:
+            raise StoreError("store is closed")
+        fut: Future[WriteResult] = Future()
+        self._queue.put((batch, max_new_series, fut))
+        return fut.result()
+
+    def _write_loop(self) -> None:
+        cur = self._con.cursor()
+        while True:
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self._maybe_compact(cur)
+                continue
+            if item is None:
+                return
+            group = [item]
+            n = len(item[0])
+            while n < self.options.group_commit_max_samples:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                group.append(nxt)
+                n += len(nxt[0])
+            try:
+                self._commit_group(cur, group)
+            except BaseException as e:  # never leave a caller waiting on a dead writer
+                log.exception("writer failed")
+                for _, _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(StoreError(f"write failed: {e}"))
+            self._maybe_compact(cur)
+
+    def _commit_group(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        group: list[tuple[SampleBatch, int | None, Future[WriteResult]]],
+    ) -> None:
+        results: list[WriteResult | BaseException] = []
+        new_series: list[tuple[int, SeriesKey, int]] = []
+        id_arrays, ts_arrays, val_arrays = [], [], []
+        hist_rows: list[tuple[int, int, str]] = []
+        metadata: dict[str, MetricMetadata] = {}
+        pending_keys: dict[SeriesKey, int] = {}
+        with self._lock:
+            next_id = self._next_id
+            for batch, max_new, _ in group:
+                try:
+                    res = WriteResult()
+                    ids = np.empty(len(batch.series), dtype=np.int32)
+                    fresh: list[tuple[int, SeriesKey]] = []
+                    for i, key in enumerate(batch.series):
+                        sid = self.index.ids.get(key)
+                        if sid is None:
+                            sid = pending_keys.get(key)
+                        if sid is None:
+                            sid = next_id + len(fresh)
+                            fresh.append((sid, key))
+                        ids[i] = sid
+                    if max_new is not None and len(fresh) > max_new:
+                        raise LimitExceeded(
+                            f"request would create {len(fresh)} new series, over the limit of {max_new} "
+                            "per request (limits.max_new_series_per_request)"
+                        )
+                    first_ts = int(batch.ts_ms.min()) if len(batch) else 0
+                    for sid, key in fresh:
+                        pending_keys[key] = sid
+                        new_series.append((sid, key, first_ts))
+                    next_id += len(fresh)
+                    res.new_series = len(fresh)
+                    if len(batch):
+                        sids = ids[batch.series_index]
+                        vals = batch.values
+                        id_arrays.append(sids)
+                        ts_arrays.append(batch.ts_ms.astype(np.int64, copy=False))
+                        if batch.stale is not None and batch.stale.any():
+                            vals = np.where(batch.stale, np.nan, vals)
+                            mask = batch.stale
+                        else:
+                            mask = None
+                        val_arrays.append((vals, mask))
+                        res.samples_written = len(batch)
+                    for h in batch.exp_histograms:
+                        hid = self.index.ids.get(h.series) or pending_keys.get(h.series)
+                        if hid is None:
+                            hid = next_id
+                            next_id += 1
+                            pending_keys[h.series] = hid
+                            new_series.append((hid, h.series, h.ts_ms))
+                            res.new_series += 1
+                        hist_rows.append((hid, h.ts_ms, _json(_hist_payload(h))))
+                        res.histograms_written += 1
+                    metadata.update(batch.metadata)
+                    results.append(res)
+                except BaseException as e:  # a bad batch fails alone
+                    results.append(e)
+            try:
+                cur.execute("BEGIN")
+                if new_series:
+                    tbl = pa.table(
+                        {
+                            "id": pa.array([s[0] for s in new_series], pa.int32()),
+                            "metric": pa.array([s[1].metric for s in new_series], pa.string()),
+                            "labels": pa.array([_json(dict(s[1].labels)) for s in new_series], pa.string()),
+                            "first_ms": pa.array([s[2] for s in new_series], pa.int64()),
+                        }
+                    )
+                    cur.register("_new_series", tbl)
+                    cur.execute(
+                        "INSERT INTO series SELECT id, metric, labels, first_ms, NULL FROM _new_series"
+                    )
+                    cur.unregister("_new_series")
+                if id_arrays:
+                    values = np.concatenate([v for v, _ in val_arrays])
+                    masks = [
+                        m if m is not None else np.zeros(len(v), dtype=bool) for v, m in val_arrays
+                    ]
+                    mask = np.concatenate(masks)
+                    tbl = pa.table(
+                        [
+                            pa.array(np.concatenate(id_arrays)),
+                            pa.array(np.concatenate(ts_arrays)),
+                            pa.array(values, mask=mask if mask.any() else None),
+                        ],
+                        schema=_SAMPLE_SCHEMA,
+                    )
+                    cur.register("_batch", tbl)
+                    cur.execute("INSERT INTO samples_head SELECT * FROM _batch")
+                    cur.unregister("_batch")
+                if hist_rows:
+                    cur.executemany("INSERT INTO exp_histograms VALUES (?, ?, ?)", hist_rows)
+                for md in metadata.values():
+                    cur.execute(
+                        "INSERT OR REPLACE INTO metadata VALUES (?, ?, ?, ?)",
+                        [md.metric, md.type.value, md.help, md.unit],
+                    )
+                cur.execute("COMMIT")
+            except BaseException as e:
+                with contextlib.suppress(Exception):
+                    cur.execute("ROLLBACK")
+                err = StoreError(f"write failed: {e}")
+                for (_, _, fut), _res in zip(group, results, strict=True):
+                    fut.set_exception(err)
+                return
+            for sid, key, _ in new_series:
+                self.index.add(sid, key)
+            self._next_id = next_id
+        total = 0
+        for (_, _, fut), res in zip(group, results, strict=True):
+            if isinstance(res, BaseException):
+                fut.set_exception(res)
+            else:
+                total += res.samples_written
+                fut.set_result(res)
+        self.samples_appended_total += total
+
+    # ------------------------------------------------------------------ compaction, rollups, retention
+    def _maybe_compact(self, cur: duckdb.DuckDBPyConnection) -> None:
+        if time.monotonic() - self._last_compact < self.options.compact_every_s:
+            return
+        self._last_compact = time.monotonic()
+        try:
+            self._compact(cur, force=False)
+            self._apply_retention(cur)
+        except Exception:
+            log.exception("compaction failed; will retry")
+
+    def compact(self, *, force: bool = True) -> int:
+        """Move head samples into sorted day partitions and rollups; ``force`` moves all of them.
+
+        Runs on the writer thread's turn (it takes the write lock). Returns the rows moved.
+        """
+        with self._lock:
+            cur = self._con.cursor()
+            moved = self._compact(cur, force=force)
+            self._apply_retention(cur)
+            cur.execute("CHECKPOINT")
+            return moved
+
+    def _compact(self, cur: duckdb.DuckDBPyConnection, *, force: bool) -> int:
+        with self._lock:
+            row = cur.execute("SELECT count(*), min(ts), max(ts) FROM samples_head").fetchone()
+            assert row is not None
+            n, min_ts, max_ts = row
+            if not n:
+                return 0
+            if force:
+                cutoff = max_ts + 1
+            else:
+                cutoff = ((max_ts - self.options.head_ms) // MINUTE_MS) * MINUTE_MS
+                if cutoff <= min_ts:
+                    return 0
+            cur.execute("BEGIN")
+            try:
+                day_lo = (min_ts // DAY_MS) * DAY_MS
+                moved = 0
+                for day_start in range(day_lo, cutoff, DAY_MS):
+                    lo, hi = day_start, min(day_start + DAY_MS, cutoff)
+                    table = f"samples_{_day_of(day_start)}"
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {table} "
+                        "(series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)"
+                    )
+                    cur.execute(
+                        f"INSERT INTO {table} SELECT series_id, ts, value FROM samples_head "
+                        "WHERE ts >= ? AND ts < ? ORDER BY series_id, ts",
+                        [lo, hi],
+                    )
+                    moved += self._rollup(cur, lo, hi)
+                cur.execute(
+                    "UPDATE series SET last_ms = s.last FROM (SELECT series_id, max(ts) AS last "
+                    "FROM samples_head WHERE ts < ? GROUP BY series_id) s "
+                    "WHERE series.id = s.series_id AND (series.last_ms IS NULL OR series.last_ms < s.last)",
+                    [cutoff],
+                )
+                # rewrite the head without the moved rows (a DELETE would leave holes in the file)
+                cur.execute(
+                    "CREATE TABLE samples_head_new AS SELECT * FROM samples_head WHERE ts >= ?", [cutoff]
+                )
+                cur.execute("DROP TABLE samples_head")
+                cur.execute("ALTER TABLE samples_head_new RENAME TO samples_head")
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            for sid, last in cur.execute("SELECT id, last_ms FROM series WHERE last_ms IS NOT NULL").fetchall():
+                self._last_ms[sid] = last
+            return moved
+
+    def _rollup(self, cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
+        """Add 1-minute and 1-hour rollups for head samples in [lo, hi); returns the rows rolled up."""
+        for table, width in (("rollup_1m", MINUTE_MS), ("rollup_1h", HOUR_MS)):
+            # bucket end is exclusive-left, inclusive-right: (ts_end - width, ts_end], like PromQL ranges
+            cur.execute(
+                f"""
+                INSERT INTO {table}
+                WITH s AS (
+                    SELECT series_id, ts, value,
+                           value - lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS d
+                    FROM samples_head WHERE ts >= ? AND ts < ? AND value IS NOT NULL
+                )
+                SELECT series_id,
+                       (ceil(ts / {width}.0) * {width})::BIGINT AS b,
+                       count(*)::INTEGER, sum(value), min(value), max(value),
+                       arg_min(value, ts), arg_max(value, ts), min(ts), max(ts),
+                       sum(CASE WHEN d IS NULL THEN 0 WHEN d < 0 THEN value ELSE d END)
+                FROM s GROUP BY series_id, b
+                """,
+                [lo, hi],
+            )
+        row = cur.execute("SELECT count(*) FROM samples_head WHERE ts >= ? AND ts < ?", [lo, hi]).fetchone()
+        return int(row[0]) if row else 0
+
+    def partitions(self) -> list[str]:
+        rows = self.cursor().execute(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'samples_%' ORDER BY 1"
+        ).fetchall()
+        return [r[0] for r in rows if _PART_RE.match(r[0])]
+
+    def _apply_retention(self, cur: duckdb.DuckDBPyConnection) -> None:
+        # like Prometheus, retention counts back from the newest sample, not the wall clock, so a
+        # back-fill of old data is not dropped the moment it lands
+        row = cur.execute("SELECT max(ts) FROM samples_head").fetchone()
+        newest = max([row[0] if row and row[0] is not None else 0, *self._last_ms.values()], default=0)
+        if newest <= 0:
+            return
+        horizon = newest - self.options.retention_ms
+        for table in self.partitions():
+            m = _PART_RE.match(table)
+            assert m
+            day_start = int(dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
+            if day_start + DAY_MS <= horizon:
+                cur.execute(f"DROP TABLE {table}")
+                log.info("retention: dropped %s", table)
+        rhorizon = newest - self.options.rollup_retention_ms
+        cur.execute("DELETE FROM rollup_1m WHERE ts < ?", [rhorizon])
+        cur.execute("DELETE FROM rollup_1h WHERE ts < ?", [rhorizon])
+
+    # ------------------------------------------------------------------ reads
+    def select_ids(self, matchers: Sequence[Matcher]) -> np.ndarray:
+        with self._lock:
+            return self.index.select(matchers)
+
+    def key_of(self, sid: int) -> SeriesKey:
+        return self.index.keys[sid]
+
+    def _sample_sources(self, start_ms: int, end_ms: int) -> list[str]:
+        lo, hi = _day_of(max(start_ms, 0)), _day_of(max(end_ms, 0))
+        return [t for t in self.partitions() if lo <= t[8:] <= hi] + ["samples_head"]
+
+    def select(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, limit_samples: int | None = None
+    ) -> list[SeriesData]:
+        ids = self.select_ids(matchers)
+        return self.read_ids(ids, start_ms, end_ms, limit_samples=limit_samples)
+
+    def read_ids(
+        self, ids: np.ndarray, start_ms: int, end_ms: int, *, limit_samples: int | None = None
+    ) -> list[SeriesData]:
+        """Samples of the given series ids in [start_ms, end_ms], deduplicated (last write wins)."""
+        if ids.size == 0:
+            return []
+        cur = self.cursor()
+        sources = self._sample_sources(start_ms, end_ms)
+        union = " UNION ALL ".join(
+            f"SELECT series_id, ts, value, {i} AS src FROM {t} WHERE ts >= $lo AND ts <= $hi"
+            for i, t in enumerate(sources)
+        )
+        cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
+        try:
+            if limit_samples is not None:
+                row = cur.execute(
+                    f"SELECT count(*) FROM ({union}) s SEMI JOIN _ids ON s.series_id = _ids.id",
+                    {"lo": start_ms, "hi": end_ms},
+                ).fetchone()
+                if row and row[0] > limit_samples:
+                    raise LimitExceeded(
+                        f"query would load {row[0]} samples, over the limit of {limit_samples} "
+                        "(query.max_samples)"
+                    )
+            res = cur.sql(
+                f"SELECT series_id, ts, value FROM ({union}) s SEMI JOIN _ids ON s.series_id = _ids.id "
+                "ORDER BY series_id, ts, src",
+                params={"lo": start_ms, "hi": end_ms},
+            ).to_arrow_table()
+        finally:
+            cur.unregister("_ids")
+            cur.close()
+        if res.num_rows == 0:
+            return []
+        sid = res.column("series_id").to_numpy()
+        ts = res.column("ts").to_numpy()
+        vcol = res.column("value")
+        stale = vcol.is_null().to_numpy(zero_copy_only=False)
+        vals = vcol.fill_null(math.nan).to_numpy()
+        # last write wins for duplicate (series, ts): keep the last row of each run
+        keep = np.ones(len(ts), dtype=bool)
+        if len(ts) > 1:
+            keep[:-1] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
+        if not keep.all():
+            sid, ts, vals, stale = sid[keep], ts[keep], vals[keep], stale[keep]
+        bounds = np.flatnonzero(np.diff(sid)) + 1
+        out: list[SeriesData] = []
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(sid)]])
+        keys = self.index.keys
+        for a, b in zip(starts, ends, strict=True):
+            key = keys.get(int(sid[a]))
+            if key is None:
+                continue
+            out.append(SeriesData(key, ts[a:b], vals[a:b], stale[a:b]))
+        return out
+
+    def read_rollup(
+        self, ids: np.ndarray, start_ms: int, end_ms: int, resolution: str = "1m"
+    ) -> pa.Table:
+        """Rollup rows (series_id, ts, cnt, sum, min, max, first, last, first_ts, last_ts, inc)."""
+        table = {"1m": "rollup_1m", "1h": "rollup_1h"}[resolution]
+        cur = self.cursor()
+        cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
+        try:
+            return cur.sql(
+                f"SELECT series_id, ts, sum(cnt) AS cnt, sum(sum) AS sum, min(min) AS min, max(max) AS max, "
+                f"arg_min(first, first_ts) AS first, arg_max(last, last_ts) AS last, min(first_ts) AS first_ts, "
+                f"max(last_ts) AS last_ts, sum(inc) AS inc FROM {table} r SEMI JOIN _ids ON r.series_id = _ids.id "
+                "WHERE ts > ? AND ts <= ? GROUP BY series_id, ts ORDER BY series_id, ts",
+                params=[start_ms, end_ms],
+            ).to_arrow_table()
+        finally:
+            cur.unregister("_ids")
+            cur.close()
+
+    def _ids_for_sets(self, matcher_sets: Sequence[Sequence[Matcher]]) -> np.ndarray | None:
+        if not matcher_sets:
+            return None
+        parts = [self.select_ids(ms) for ms in matcher_sets]
+        return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+
+    def _filter_time(self, ids: np.ndarray, start_ms: int | None, end_ms: int | None) -> np.ndarray:
+        """Keep series that have samples in [start_ms, end_ms] (coarse: by first/last seen)."""
+        if start_ms is None and end_ms is None or ids.size == 0:
+            return ids
+        lo = start_ms if start_ms is not None else -(2**62)
+        hi = end_ms if end_ms is not None else 2**62
+        cur = self.cursor()
+        sources = self._sample_sources(max(lo, 0), max(min(hi, 2**50), 0))
+        union = " UNION ALL ".join(f"SELECT DISTINCT series_id FROM {t} WHERE ts >= $lo AND ts <= $hi" for t in sources)
+        cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
+        try:
+            res = cur.execute(
+                f"SELECT DISTINCT series_id FROM ({union}) s SEMI JOIN _ids ON s.series_id = _ids.id",
+                {"lo": lo, "hi": hi},
+            ).fetchnumpy()
+        finally:
+            cur.unregister("_ids")
+            cur.close()
+        return np.sort(res["series_id"].astype(np.int64))
+
+    def series(
+        self,
+        matcher_sets: Sequence[Sequence[Matcher]],
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[SeriesKey]:
+        ids = self._ids_for_sets(matcher_sets)
+        if ids is None:
+            raise StoreError("at least one match[] selector is required")
+        ids = self._filter_time(ids, start_ms, end_ms)
+        keys = self.index.keys
+        return [keys[int(i)] for i in ids if int(i) in keys]
+
+    def label_names(
+        self,
+        matcher_sets: Sequence[Sequence[Matcher]] = (),
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[str]:
+        ids = self._ids_for_sets(matcher_sets)
+        if ids is not None or start_ms is not None or end_ms is not None:
+            if ids is None:
+                ids = np.asarray(sorted(self.index.keys), dtype=np.int64)
+            ids = self._filter_time(ids, start_ms, end_ms)
+        with self._lock:
+            return self.index.label_names(ids)
+
+    def label_values(
+        self,
+        name: str,
+        matcher_sets: Sequence[Sequence[Matcher]] = (),
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[str]:
+        ids = self._ids_for_sets(matcher_sets)
+        if ids is not None or start_ms is not None or end_ms is not None:
+            if ids is None:
+                ids = np.asarray(sorted(self.index.keys), dtype=np.int64)
+            ids = self._filter_time(ids, start_ms, end_ms)
+        with self._lock:
+            return self.index.label_values(name, ids)
+
+    def metadata(self, metric: str | None = None) -> dict[str, list[MetricMetadata]]:
+        cur = self.cursor()
+        if metric:
+            rows = cur.execute("SELECT metric, type, help, unit FROM metadata WHERE metric = ?", [metric]).fetchall()
+        else:
+            rows = cur.execute("SELECT metric, type, help, unit FROM metadata ORDER BY metric").fetchall()
+        return {
+            m: [MetricMetadata(m, MetricType(t) if t in MetricType._value2member_map_ else MetricType.UNKNOWN, h or "", u or "")]
+            for m, t, h, u in rows
+        }
+
+    def stats(self) -> dict[str, Any]:
+        cur = self.cursor()
+        head = cur.execute("SELECT count(*) FROM samples_head").fetchone()
+        parts = self.partitions()
+        stored = 0
+        for t in parts:
+            r = cur.execute(f"SELECT count(*) FROM {t}").fetchone()
+            stored += r[0] if r else 0
+        return {
+            "series": len(self.index),
+            "head_samples": head[0] if head else 0,
+            "compacted_samples": stored,
+            "partitions": parts,
+            "file_bytes": self.path.stat().st_size if self.path.exists() else 0,
+            "wal_bytes": _size(self.path.with_name(self.path.name + ".wal")),
+        }
+
+    # ------------------------------------------------------------------ catalog
+    def _catalog_write(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        with self._lock:
+            cur = self.cursor()
+            try:
+                cur.execute("BEGIN")
+                cur.executemany(sql, rows)
+                cur.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+        return len(rows)
+
+    def append_events(self, events: Sequence[Event]) -> int:
+        return self._catalog_write(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (e.ts_ms, e.end_ts_ms, e.kind, e.severity, e.source, _json(dict(e.entity)), _json(dict(e.attributes)))
+                for e in events
+            ],
+        )
+
+    def query_events(
+        self,
+        start_ms: int,
+        end_ms: int,
+        kind: str | None = None,
+        entity: Mapping[str, str] | None = None,
+    ) -> list[Event]:
+        sql = "SELECT ts, end_ts, kind, severity, source, entity, attributes FROM events WHERE ts >= ? AND ts <= ?"
+        params: list[Any] = [start_ms, end_ms]
+        if kind:
+            sql += " AND (kind = ? OR kind LIKE ?)"
+            params += [kind, kind + ".%"]
+        cur = self.cursor()
+        rows = cur.execute(sql + " ORDER BY ts", params).fetchall()
+        out = []
+        for ts, end_ts, k, sev, src, ent, attrs in rows:
+            ent_d = json.loads(ent)
+            if entity and any(ent_d.get(a) != b for a, b in entity.items()):
+                continue
+            out.append(Event(ts, k, ent_d, json.loads(attrs), sev, src, end_ts))
+        return out
+
+    def upsert_entities(self, entities: Sequence[Entity]) -> int:
+        now = int(time.time() * 1000)
+        return self._catalog_write(
+            "INSERT OR REPLACE INTO entities VALUES (?, ?, ?, ?, ?)",
+            [(e.id, e.kind, _json(dict(e.labels)), _json(dict(e.attributes)), now) for e in entities],
+        )
+
+    def entities(self, kind: str | None = None) -> list[Entity]:
+        sql = "SELECT id, kind, labels, attributes FROM entities"
+        rows = (
+            self.cursor().execute(sql + " WHERE kind = ? ORDER BY id", [kind]).fetchall()
+            if kind
+            else self.cursor().execute(sql + " ORDER BY id").fetchall()
+        )
+        return [Entity(i, k, json.loads(lb), json.loads(a)) for i, k, lb, a in rows]
+
+    def append_relations(self, relations: Sequence[Relation]) -> int:
+        return self._catalog_write(
+            "INSERT INTO relations VALUES (?, ?, ?, ?, ?)",
+            [(r.src, r.kind, r.dst, r.start_ms, r.end_ms) for r in relations],
+        )
+
+    def relations(self) -> list[Relation]:
+        rows = self.cursor().execute("SELECT src, kind, dst, start_ms, end_ms FROM relations").fetchall()
+        return [Relation(*r) for r in rows]
+
+    def append_spans(self, spans: Sequence[Span]) -> int:
+        return self._catalog_write(
+            "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.start_ns, s.end_ns,
+                    s.status_code, s.status_message, s.service, _json(dict(s.attributes)),
+                    _json(dict(s.resource)), _json(list(s.events)),
+                )
+                for s in spans
+            ],
+        )
+
+    def query_spans(self, trace_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        cur = self.cursor()
+        sql = "SELECT * FROM spans"
+        params: list[Any] = []
+        if trace_id:
+            sql += " WHERE trace_id = ?"
+            params.append(trace_id)
+        cur.execute(sql + f" ORDER BY start_ns LIMIT {int(limit)}", params)
+        cols = [d[0] for d in cur.description or []]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def append_logs(self, logs: Sequence[LogRecord]) -> int:
+        return self._catalog_write(
+            "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.ts_ns, r.observed_ns, r.severity_number, r.severity_text, r.body, r.trace_id,
+                    r.span_id, r.service, _json(dict(r.attributes)), _json(dict(r.resource)),
+                )
+                for r in logs
+            ],
+        )
+
+    def append_lineage(self, events: Sequence[LineageEvent]) -> int:
+        return self._catalog_write(
+            "INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.ts_ms, e.event_type, e.job_namespace, e.job_name, e.run_id, _json(list(e.inputs)),
+                    _json(list(e.outputs)), _json(dict(e.payload)),
+                )
+                for e in events
+            ],
+        )
+
+    def append_configs(self, snapshots: Sequence[ConfigSnapshot]) -> int:
+        return self._catalog_write(
+            "INSERT INTO configs VALUES (?, ?, ?, ?)",
+            [(s.ts_ms, _json(dict(s.entity)), _json(dict(s.config)), s.source) for s in snapshots],
+        )
+
+    def count(self, table: str) -> int:
+        if not re.fullmatch(r"[a-z_0-9]+", table):
+            raise ValueError(table)
+        row = self.cursor().execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def iter_tables(self) -> Iterator[str]:
+        for (t,) in self.cursor().execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall():
+            yield t
+
+
+def _hist_payload(h: Any) -> dict[str, Any]:
+    return {
+        "scale": h.scale,
+        "count": h.count,
+        "sum": h.sum,
+        "zero_count": h.zero_count,
+        "zero_threshold": h.zero_threshold,
+        "positive": {"offset": h.positive_offset, "counts": list(h.positive_counts)},
+        "negative": {"offset": h.negative_offset, "counts": list(h.negative_counts)},
+        "min": h.min,
+        "max": h.max,
+    }
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
