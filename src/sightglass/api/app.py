@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -56,9 +57,7 @@ def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        import asyncio
-
-        tasks = [asyncio.create_task(fn(ctx)) for fn in (background or [])]
+        tasks: list[asyncio.Task[Any]] = [asyncio.ensure_future(fn(ctx)) for fn in (background or [])]
         try:
             yield
         finally:
@@ -69,14 +68,24 @@ def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None,
                     await t
 
     app = Starlette(routes=routes, lifespan=lifespan)
-
-    @app.middleware("http")
-    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "other")
-        ctx.metrics.request_seconds.labels(path).observe(time.perf_counter() - t0)
-        return response
-
+    app.add_middleware(_TimingMiddleware, ctx=ctx)
     return app
+
+
+class _TimingMiddleware:
+    """Times every HTTP request into ``sightglass_http_request_duration_seconds`` (plain ASGI)."""
+
+    def __init__(self, app: Any, ctx: AppContext) -> None:
+        self.app, self.ctx = app, ctx
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "other")
+            self.ctx.metrics.request_seconds.labels(path).observe(time.perf_counter() - t0)

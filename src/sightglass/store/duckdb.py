@@ -110,7 +110,11 @@ class StoreOptions:
     memory_limit: str | None = None
 
 
+_MAX_TS_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+
+
 def _day_of(ts_ms: int) -> str:
+    ts_ms = min(max(ts_ms, 0), _MAX_TS_MS)
     return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).strftime("%Y%m%d")
 
 
@@ -286,12 +290,15 @@ class DuckDBStore:
                     res = WriteResult()
                     ids = np.empty(len(batch.series), dtype=np.int32)
                     fresh: list[tuple[int, SeriesKey]] = []
+                    fresh_ids: dict[SeriesKey, int] = {}  # a key listed twice in one batch gets one id
                     for i, key in enumerate(batch.series):
                         sid = self.index.ids.get(key)
                         if sid is None:
                             sid = pending_keys.get(key)
                         if sid is None:
-                            sid = next_id + len(fresh)
+                            sid = fresh_ids.get(key)
+                        if sid is None:
+                            sid = fresh_ids[key] = next_id + len(fresh)
                             fresh.append((sid, key))
                         ids[i] = sid
                     if max_new is not None and len(fresh) > max_new:
@@ -318,7 +325,9 @@ class DuckDBStore:
                         val_arrays.append((vals, mask))
                         res.samples_written = len(batch)
                     for h in batch.exp_histograms:
-                        hid = self.index.ids.get(h.series) or pending_keys.get(h.series)
+                        hid = self.index.ids.get(h.series)
+                        if hid is None:  # not `or`: series id 0 is valid
+                            hid = pending_keys.get(h.series)
                         if hid is None:
                             hid = next_id
                             next_id += 1
@@ -522,7 +531,7 @@ class DuckDBStore:
         return self.index.keys[sid]
 
     def _sample_sources(self, start_ms: int, end_ms: int) -> list[str]:
-        lo, hi = _day_of(max(start_ms, 0)), _day_of(max(end_ms, 0))
+        lo, hi = _day_of(start_ms), _day_of(end_ms)
         return [t for t in self.partitions() if lo <= t[8:] <= hi] + ["samples_head"]
 
     def select(
@@ -546,10 +555,13 @@ class DuckDBStore:
         cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
         try:
             if limit_samples is not None:
-                row = cur.execute(
+                # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and then refuses
+                # the unregister("_ids") below ("connection has an unfinished result")
+                rows = cur.execute(
                     f"SELECT count(*) FROM ({union}) s SEMI JOIN _ids ON s.series_id = _ids.id",
                     {"lo": start_ms, "hi": end_ms},
-                ).fetchone()
+                ).fetchall()
+                row = rows[0] if rows else None
                 if row and row[0] > limit_samples:
                     raise LimitExceeded(
                         f"query would load {row[0]} samples, over the limit of {limit_samples} "
@@ -597,7 +609,7 @@ class DuckDBStore:
         cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
         try:
             return cur.sql(
-                f"SELECT series_id, ts, sum(cnt) AS cnt, sum(sum) AS sum, min(min) AS min, max(max) AS max, "
+                f"SELECT series_id, ts, sum(cnt)::BIGINT AS cnt, sum(sum) AS sum, min(min) AS min, max(max) AS max, "
                 f"arg_min(first, first_ts) AS first, arg_max(last, last_ts) AS last, min(first_ts) AS first_ts, "
                 f"max(last_ts) AS last_ts, sum(inc) AS inc FROM {table} r SEMI JOIN _ids ON r.series_id = _ids.id "
                 "WHERE ts > ? AND ts <= ? GROUP BY series_id, ts ORDER BY series_id, ts",

@@ -1,0 +1,813 @@
+"""OTLP/HTTP: decode metrics, traces and logs (protobuf or the OTLP JSON mapping) into the model.
+
+Bodies are parsed into the ``opentelemetry-proto`` classes: protobuf by the C runtime, JSON by
+:mod:`sightglass.ingest.otlp_json` (OTLP JSON's hex trace/span ids, unknown fields ignored).
+
+Metrics follow the OpenTelemetry → Prometheus compatibility spec:
+
+- names: runs of characters outside ``[a-zA-Z0-9]`` become ``_``; the unit becomes a suffix
+  (``s`` → ``_seconds``, ``By`` → ``_bytes``, ``{token}`` → none, ``By/s`` → ``_bytes_per_second``),
+  gauges with unit ``1`` get ``_ratio``, monotonic sums get ``_total``. The original OTel name and
+  unit are kept in the metric's HELP text (``... [otel: gen_ai.server.request.duration, unit s]``)
+  when they differ from the translated name, so ``/api/v1/metadata`` shows where a metric came from;
+- a monotonic cumulative sum → counter; a non-monotonic sum → gauge; **delta** sums and histograms
+  are stored as they come (each sample is the increase over its interval; query them with
+  ``sum_over_time``, not ``rate``), with metadata type ``unknown`` and HELP marked ``(delta)``;
+- histograms → cumulative ``_bucket{le=...}``, ``_sum``, ``_count``; exponential histograms →
+  :class:`ExpHistogramPoint` kept whole plus ``_count`` / ``_sum``; summaries → ``{quantile=...}``
+  series plus ``_sum`` / ``_count``; a point flagged "no recorded value" → a stale marker;
+- resource: ``service.name`` → ``job`` (``service.namespace/service.name`` when namespaced),
+  ``service.instance.id`` → ``instance``, every other resource attribute → one ``target_info``
+  sample per resource. Sightglass **also promotes** the attribution attributes of
+  conventions.md §4.4 (``host.name``, ``k8s.*``, ``slurm.*``) to labels on every series
+  (``k8s.pod.name`` → ``k8s_pod_name``), because topology and cost attribution join on them;
+  data point attributes win over promoted ones, ``job``/``instance`` win over both;
+- data point attributes → labels with ``[^a-zA-Z0-9_]`` → ``_`` (a leading digit gets ``key_``);
+  attributes colliding after sanitising are joined with ``;`` in key order.
+
+A point that cannot be stored (no value, an empty name, a label value over the limit, too many
+labels) is rejected alone and reported through ``partial_success``.
+
+Speed: the label set of a point is looked up in a per-decoder cache keyed by the raw attribute
+tuple (plus the resource's labels), so sorting, sanitising and validation run once per series,
+not once per point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from sightglass.ingest.limits import BadRequest, UnsupportedMediaType
+from sightglass.ingest.otlp_json import to_kwargs
+from sightglass.ingest.protowire import describe_decode_error
+from sightglass.model import (
+    ExpHistogramPoint,
+    Labels,
+    LogRecord,
+    MetricMetadata,
+    MetricType,
+    SampleBatch,
+    SeriesKey,
+    Span,
+)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+SIGNALS: dict[str, tuple[type[Message], type[Message]]] = {
+    "metrics": (ExportMetricsServiceRequest, ExportMetricsServiceResponse),
+    "traces": (ExportTraceServiceRequest, ExportTraceServiceResponse),
+    "logs": (ExportLogsServiceRequest, ExportLogsServiceResponse),
+}
+
+DELTA, CUMULATIVE = 1, 2
+FLAG_NO_RECORDED_VALUE = 1
+
+# resource attributes promoted to labels for attribution (conventions.md §4.4)
+PROMOTED_PREFIXES = ("k8s.", "slurm.")
+PROMOTED_NAMES = frozenset({"host.name"})
+_IDENTIFYING = frozenset({"service.name", "service.namespace", "service.instance.id"})
+
+# OTel unit (UCUM) → Prometheus unit word (compatibility spec)
+_UNITS = {
+    "d": "days",
+    "h": "hours",
+    "min": "minutes",
+    "s": "seconds",
+    "ms": "milliseconds",
+    "us": "microseconds",
+    "ns": "nanoseconds",
+    "By": "bytes",
+    "KiBy": "kibibytes",
+    "MiBy": "mebibytes",
+    "GiBy": "gibibytes",
+    "TiBy": "tibibytes",
+    "KBy": "kilobytes",
+    "MBy": "megabytes",
+    "GBy": "gigabytes",
+    "TBy": "terabytes",
+    "m": "meters",
+    "V": "volts",
+    "A": "amperes",
+    "J": "joules",
+    "W": "watts",
+    "g": "grams",
+    "Cel": "celsius",
+    "Hz": "hertz",
+    "1": "",
+    "%": "percent",
+}
+_PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month", "y": "year"}
+_NON_ALNUM = re.compile(r"[^a-zA-Z0-9]+")
+_BAD_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+# ---------------------------------------------------------------------- parsing
+def media_type(content_type: str | None) -> str:
+    """``protobuf`` or ``json`` for an OTLP request's ``Content-Type``; 415 otherwise."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == PROTOBUF:
+        return "protobuf"
+    if media == JSON:
+        return "json"
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {content_type!r} for OTLP/HTTP (expected {PROTOBUF} or {JSON})"
+    )
+
+
+def parse_request(body: bytes, encoding: str, signal: str) -> Any:
+    """Parse an ``Export*ServiceRequest`` of ``signal`` (metrics/traces/logs) from protobuf or JSON."""
+    cls = SIGNALS[signal][0]
+    msg = cls()
+    if encoding == "protobuf":
+        try:
+            msg.ParseFromString(body)
+        except (DecodeError, RuntimeError, ValueError) as e:
+            detail = describe_decode_error(body, cls.DESCRIPTOR)
+            raise BadRequest(f"invalid OTLP protobuf: {detail} ({e})", reason="decode") from None
+        return msg
+    try:
+        doc = json.loads(body)
+        if not isinstance(doc, dict):
+            raise BadRequest("invalid OTLP JSON: the body must be an object", reason="decode")
+        kwargs = to_kwargs(doc, cls.DESCRIPTOR)
+    except (ValueError, UnicodeDecodeError) as e:  # BadRequest is not a ValueError
+        raise BadRequest(f"invalid OTLP JSON: {e}", reason="decode") from None
+    except RecursionError:
+        raise BadRequest("invalid OTLP JSON: nested too deeply", reason="decode") from None
+    try:
+        return cls(**kwargs)
+    except Exception as e:  # what the C runtime refuses (types, ranges, UTF-8, nesting) is the client's fault
+        raise BadRequest(f"invalid OTLP JSON: {e}", reason="decode") from None
+
+
+def encode_response(signal: str, encoding: str, rejected: int = 0, message: str = "") -> bytes:
+    """The ``Export*ServiceResponse`` body, with ``partial_success`` when points were rejected."""
+    resp: Any = SIGNALS[signal][1]()
+    if rejected or message:
+        ps = resp.partial_success
+        field_name = {
+            "metrics": "rejected_data_points",
+            "traces": "rejected_spans",
+            "logs": "rejected_log_records",
+        }
+        setattr(ps, field_name[signal], rejected)
+        ps.error_message = message
+    if encoding == "protobuf":
+        return bytes(resp.SerializeToString())
+    return json.dumps(json_format.MessageToDict(resp)).encode()
+
+
+def encode_status(encoding: str, http_status: int, message: str) -> bytes:
+    """A ``google.rpc.Status`` error body (OTLP/HTTP failure response) in the request's encoding."""
+    code = (
+        8 if http_status in (413, 429) else 13 if http_status >= 500 else 3
+    )  # RESOURCE_EXHAUSTED/INTERNAL/INVALID
+    if encoding == "protobuf":
+        msg = message.encode()
+        return b"\x08" + _varint(code) + b"\x12" + _varint(len(msg)) + msg
+    return json.dumps({"code": code, "message": message}).encode()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------- values
+def _any_str(v: Any) -> str:
+    """An ``AnyValue`` as a label value string (non-strings as the compatibility spec suggests: JSON)."""
+    w = v.WhichOneof("value")
+    if w == "string_value":
+        return str(v.string_value)
+    if w == "bool_value":
+        return "true" if v.bool_value else "false"
+    if w == "int_value":
+        return str(v.int_value)
+    if w == "double_value":
+        return _fmt_float(v.double_value)
+    if w is None:
+        return ""
+    if w == "bytes_value":
+        return bytes(v.bytes_value).hex()
+    return json.dumps(any_value(v), separators=(",", ":"), default=str)
+
+
+def any_value(v: Any) -> Any:
+    """An ``AnyValue`` as a plain Python value (bytes as hex)."""
+    w = v.WhichOneof("value")
+    if w == "string_value":
+        return v.string_value
+    if w == "bool_value":
+        return v.bool_value
+    if w == "int_value":
+        return v.int_value
+    if w == "double_value":
+        return v.double_value
+    if w == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if w == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if w == "bytes_value":
+        return bytes(v.bytes_value).hex()
+    return None
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def _fmt_float(v: float) -> str:
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if math.isnan(v):
+        return "NaN"
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)
+
+
+# ---------------------------------------------------------------------- names
+def sanitize_label_name(name: str) -> str:
+    """An OTel attribute key as a Prometheus label name (``k8s.pod.name`` → ``k8s_pod_name``)."""
+    out = _BAD_LABEL_CHARS.sub("_", name)
+    if out and out[0].isdigit():
+        out = "key_" + out
+    return out
+
+
+def metric_name(name: str, unit: str, kind: str, monotonic: bool = False) -> str:
+    """The Prometheus name of an OTel metric (``kind``: gauge/sum/histogram/exponential_histogram/summary)."""
+    tokens = [t for t in _NON_ALNUM.split(name) if t]
+    main, _, per = unit.partition("/")
+    main, per = main.strip(), per.strip()
+    if main and "{" not in main and "}" not in main:
+        word = _clean_unit(_UNITS.get(main, main))
+        if word and word not in tokens:
+            tokens.append(word)
+    if per and "{" not in per and "}" not in per:
+        word = _clean_unit(_PER_UNITS.get(per, per))
+        if word and word not in tokens:
+            tokens += ["per", word]
+    if kind == "sum" and monotonic:
+        tokens = [t for t in tokens if t != "total"] + ["total"]
+    if unit == "1" and kind == "gauge":
+        tokens = [t for t in tokens if t != "ratio"] + ["ratio"]
+    out = "_".join(tokens)
+    if out and out[0].isdigit():
+        out = "_" + out
+    return out
+
+
+def _clean_unit(word: str) -> str:
+    return "_".join(t for t in _NON_ALNUM.split(word) if t)
+
+
+# ---------------------------------------------------------------------- metrics
+class _Rejected(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class MetricsResult:
+    """A decoded metrics request: the batch, and how many points were rejected and why."""
+
+    batch: SampleBatch
+    points: int = 0
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def error_message(self) -> str:
+        if not self.errors:
+            return ""
+        more = f" (and {self.rejected - len(self.errors)} more)" if self.rejected > len(self.errors) else ""
+        return "; ".join(self.errors) + more
+
+
+class _Acc:
+    """Columns of one request. Series are indexed by ``id()`` of canonical keys (see ``canonical``)."""
+
+    __slots__ = ("canonical", "hists", "idx", "index_by_id", "metadata", "series", "stale", "ts", "vals")
+
+    def __init__(self, canonical: Any) -> None:
+        self.canonical = canonical
+        self.series: list[SeriesKey] = []
+        self.index_by_id: dict[int, int] = {}
+        self.idx: list[int] = []
+        self.ts: list[int] = []
+        self.vals: list[float] = []
+        self.stale: list[int] = []  # positions of stale markers
+        self.hists: list[ExpHistogramPoint] = []
+        self.metadata: dict[str, MetricMetadata] = {}
+
+    def add(self, name: str, labels: Labels, ts_ms: int, value: float) -> None:
+        key = self.canonical(name, labels)
+        i = self.index_by_id.get(id(key))
+        if i is None:
+            i = self.index_by_id[id(key)] = len(self.series)
+            self.series.append(key)
+        self.idx.append(i)
+        self.ts.append(ts_ms)
+        self.vals.append(value)
+
+    def build(self) -> SampleBatch:
+        stale = None
+        if self.stale:
+            stale = np.zeros(len(self.ts), dtype=bool)
+            stale[self.stale] = True
+        return SampleBatch(
+            series=self.series,
+            series_index=np.array(self.idx, dtype=np.int64),
+            ts_ms=np.array(self.ts, dtype=np.int64),
+            values=np.array(self.vals, dtype=np.float64),
+            stale=stale,
+            metadata=self.metadata,
+            exp_histograms=self.hists,
+        )
+
+
+class MetricsDecoder:
+    """Turns ``ExportMetricsServiceRequest`` messages into :class:`SampleBatch` objects.
+
+    Keep one per server: it caches names and label sets across requests (bounded).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_label_value_bytes: int = 16 * 1024,
+        max_labels_per_series: int = 64,
+        cache_size: int = 500_000,
+        now_ms: Any = None,
+    ) -> None:
+        self.max_label_value_bytes = max_label_value_bytes
+        self.max_labels_per_series = max_labels_per_series
+        self.cache_size = cache_size
+        self._now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self._labels: dict[tuple[Labels, tuple[tuple[str, str], ...]], Labels] = {}
+        self._keys: dict[tuple[str, Labels], dict[tuple[tuple[str, str], ...], SeriesKey]] = {}
+        self._canon: dict[tuple[str, Labels], SeriesKey] = {}
+        self._resources: dict[tuple[tuple[str, str], ...], tuple[Labels, tuple[tuple[str, str], ...]]] = {}
+        self._names: dict[tuple[str, str, str, bool], str] = {}
+        self._stored_metadata: dict[str, MetricMetadata] = {}
+
+    def decode(self, req: Any) -> MetricsResult:
+        if len(self._canon) >= self.cache_size:  # evict only between requests: keys must stay canonical
+            self._canon.clear()
+            self._keys.clear()
+            self._labels.clear()
+        if len(self._resources) >= 100_000:
+            self._resources.clear()
+        acc = _Acc(self.canonical)
+        res = MetricsResult(SampleBatch())
+        now = self._now_ms()
+        for rm in req.resource_metrics:
+            base, info = self._resource(rm.resource)
+            latest = 0
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    try:
+                        latest = max(latest, self._metric(m, base, acc, res, now))
+                    except _Rejected as e:
+                        n = _count_points(m)
+                        res.rejected += n
+                        if len(res.errors) < 5:
+                            res.errors.append(str(e))
+            if info and latest:
+                try:
+                    labels = self._labels_for(base, info)
+                except _Rejected as e:
+                    res.rejected += 1
+                    res.errors.append(f"target_info: {e}")
+                else:
+                    acc.add("target_info", labels, latest, 1.0)
+                    acc.metadata.setdefault(
+                        "target_info", MetricMetadata("target_info", MetricType.GAUGE, "Target metadata")
+                    )
+        # metadata rarely changes: send the store only what it has not acknowledged yet
+        known = self._stored_metadata
+        acc.metadata = {k: v for k, v in acc.metadata.items() if known.get(k) != v}
+        res.batch = acc.build()
+        return res
+
+    def metadata_stored(self, batch: SampleBatch) -> None:
+        """Note that ``batch`` (from :meth:`decode`) was written, so its metadata is not resent."""
+        if len(self._stored_metadata) > 100_000:
+            self._stored_metadata.clear()
+        self._stored_metadata.update(batch.metadata)
+
+    # -------------------------------------------------------------- resource
+    def _resource(self, resource: Any) -> tuple[Labels, tuple[tuple[str, str], ...]]:
+        """(labels every series of this resource gets, attributes for target_info), cached."""
+        raw = tuple([(kv.key, _any_str(kv.value)) for kv in resource.attributes])
+        found = self._resources.get(raw)
+        if found is None:
+            found = self._resources[raw] = self._resource_labels(raw)
+        return found
+
+    def _resource_labels(
+        self, raw: tuple[tuple[str, str], ...]
+    ) -> tuple[Labels, tuple[tuple[str, str], ...]]:
+        attrs = dict(raw)
+        base: dict[str, str] = {}
+        info: list[tuple[str, str]] = []
+        for k, v in attrs.items():
+            if k in _IDENTIFYING:
+                continue
+            if k in PROMOTED_NAMES or k.startswith(PROMOTED_PREFIXES):
+                base[sanitize_label_name(k)] = v
+            info.append((k, v))
+        service = attrs.get("service.name", "")
+        ns = attrs.get("service.namespace", "")
+        job = f"{ns}/{service}" if ns and service else service
+        if job:
+            base["job"] = job
+        if attrs.get("service.instance.id"):
+            base["instance"] = attrs["service.instance.id"]
+        return tuple(sorted((k, v) for k, v in base.items() if v)), tuple(info)
+
+    # -------------------------------------------------------------- labels
+    def _labels_for(self, base: Labels, raw: tuple[tuple[str, str], ...]) -> Labels:
+        ck = (base, raw)
+        lab = self._labels.get(ck)
+        if lab is not None:
+            return lab
+        merged: dict[str, str] = {}
+        for k, v in sorted(raw):  # sorted by original key: collisions join in key order
+            name = sanitize_label_name(k)
+            if not name:
+                raise _Rejected(f"attribute with an empty key in {dict(raw)!r}")
+            merged[name] = f"{merged[name]};{v}" if name in merged else v
+        out = {k: v for k, v in base if k not in ("job", "instance")}
+        out.update(merged)
+        for k, v in base:
+            if k in ("job", "instance"):
+                out[k] = v
+        labels = tuple(sorted((k, v) for k, v in out.items() if v))
+        if len(labels) > self.max_labels_per_series:
+            raise _Rejected(
+                f"{len(labels)} labels, over the limit of {self.max_labels_per_series} "
+                "(limits.max_labels_per_series)"
+            )
+        for k, v in labels:
+            if len(v) > self.max_label_value_bytes // 4 and len(v.encode()) > self.max_label_value_bytes:
+                raise _Rejected(
+                    f"label {k!r} has a value of {len(v.encode())} bytes, over the limit of "
+                    f"{self.max_label_value_bytes} (limits.max_label_value_bytes)"
+                )
+        self._labels[ck] = labels
+        return labels
+
+    def _point_labels(self, base: Labels, attrs: Any) -> Labels:
+        raw = tuple([(kv.key, _any_str(kv.value)) for kv in attrs])
+        lab = self._labels.get((base, raw))
+        return lab if lab is not None else self._labels_for(base, raw)
+
+    # -------------------------------------------------------------- metrics
+    def _name(self, m: Any, kind: str, monotonic: bool) -> str:
+        ck = (m.name, m.unit, kind, monotonic)
+        name = self._names.get(ck)
+        if name is None:
+            name = metric_name(m.name, m.unit, kind, monotonic)
+            if len(self._names) < 100_000:
+                self._names[ck] = name
+        return name
+
+    def _metric(self, m: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int) -> int:
+        """Add one metric's points; returns the latest timestamp seen (ms)."""
+        kind = m.WhichOneof("data")
+        if kind is None:
+            raise _Rejected(f"metric {m.name!r} has no data")
+        data = getattr(m, kind)
+        monotonic = kind == "sum" and data.is_monotonic
+        name = self._name(m, kind, monotonic)
+        if not name:
+            raise _Rejected(f"metric name {m.name!r} is empty after translation")
+        temporality = getattr(data, "aggregation_temporality", CUMULATIVE)
+        delta = temporality == DELTA
+        if kind == "gauge" or (kind == "sum" and not monotonic and not delta):
+            mtype = MetricType.GAUGE
+        elif kind == "sum":
+            mtype = MetricType.UNKNOWN if delta else MetricType.COUNTER
+        elif kind in ("histogram", "exponential_histogram"):
+            mtype = MetricType.UNKNOWN if delta else MetricType.HISTOGRAM
+        else:
+            mtype = MetricType.SUMMARY
+        help_text = m.description
+        if name != m.name or m.unit:
+            help_text = f"{help_text} [otel: {m.name}, unit {m.unit or '-'}]".strip()
+        if delta:
+            help_text += " (delta)"
+        unit_word = _clean_unit(_UNITS.get(m.unit, "")) if "/" not in m.unit else ""
+        acc.metadata[name] = MetricMetadata(name, mtype, help_text, unit_word)
+        if kind in ("gauge", "sum"):
+            return self._numbers(name, data.data_points, base, acc, res, now)
+        if kind == "histogram":
+            return self._histograms(name, data.data_points, base, acc, res, now)
+        if kind == "exponential_histogram":
+            return self._exp_histograms(name, data.data_points, base, acc, res, now)
+        return self._summaries(name, data.data_points, base, acc, res, now)
+
+    def _reject(self, res: MetricsResult, name: str, why: str) -> None:
+        res.rejected += 1
+        if len(res.errors) < 5:
+            res.errors.append(f"{name}: {why}")
+
+    def _numbers(self, name: str, points: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int) -> int:
+        latest = 0
+        index = acc.index_by_id
+        series = acc.series
+        idx, tss, vals = acc.idx, acc.ts, acc.vals
+        cache = self._keys.get((name, base))
+        if cache is None:
+            cache = self._keys[(name, base)] = {}
+        for dp in points:
+            # Fast path: read every attribute as a string (the common case) and look the series up.
+            # A non-string attribute reads as "", and raw tuples holding "" are never cached, so a hit
+            # means every attribute really was the string read here.
+            raw = tuple([(kv.key, kv.value.string_value) for kv in dp.attributes])
+            key = cache.get(raw)
+            if key is None:
+                try:
+                    key = self._series_key(name, base, dp.attributes, cache)
+                except _Rejected as e:
+                    self._reject(res, name, str(e))
+                    continue
+            which = dp.WhichOneof("value")
+            if dp.flags & FLAG_NO_RECORDED_VALUE:
+                value = math.nan
+                acc.stale.append(len(tss))
+            elif which == "as_double":
+                value = dp.as_double
+            elif which == "as_int":
+                value = float(dp.as_int)
+            else:
+                self._reject(res, name, "data point has no value")
+                continue
+            ts = dp.time_unix_nano // 1_000_000 or now
+            i = index.get(id(key))
+            if i is None:
+                i = index[id(key)] = len(series)
+                series.append(key)
+            idx.append(i)
+            tss.append(ts)
+            vals.append(value)
+            if ts > latest:
+                latest = ts
+        res.points += len(points)
+        return latest
+
+    def _series_key(
+        self, name: str, base: Labels, attrs: Any, cache: dict[tuple[tuple[str, str], ...], SeriesKey]
+    ) -> SeriesKey:
+        """The canonical key of a point of ``name`` with ``attrs`` under resource labels ``base``."""
+        raw = tuple([(kv.key, _any_str(kv.value)) for kv in attrs])
+        key = cache.get(raw)
+        if key is None:
+            key = self.canonical(name, self._labels_for(base, raw))
+            if all(v for _, v in raw):
+                cache[raw] = key
+        return key
+
+    def canonical(self, name: str, labels: Labels) -> SeriesKey:
+        """One :class:`SeriesKey` object per distinct series, so a batch can index series by ``id()``."""
+        k = (name, labels)
+        key = self._canon.get(k)
+        if key is None:
+            key = self._canon[k] = SeriesKey(name, labels)
+        return key
+
+    def _histograms(
+        self, name: str, points: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int
+    ) -> int:
+        latest = 0
+        for dp in points:
+            try:
+                labels = self._point_labels(base, dp.attributes)
+            except _Rejected as e:
+                self._reject(res, name, str(e))
+                continue
+            ts = dp.time_unix_nano // 1_000_000 or now
+            latest = max(latest, ts)
+            no_value = bool(dp.flags & FLAG_NO_RECORDED_VALUE)
+            bounds, counts = dp.explicit_bounds, dp.bucket_counts
+            if counts and len(counts) != len(bounds) + 1:
+                self._reject(res, name, f"{len(counts)} bucket counts for {len(bounds)} bounds")
+                continue
+            rows: list[tuple[str, Labels, float]] = []
+            cum = 0
+            for j, c in enumerate(counts):
+                cum += c
+                le = _fmt_float(bounds[j]) if j < len(bounds) else "+Inf"
+                rows.append((name + "_bucket", tuple(sorted((*labels, ("le", le)))), float(cum)))
+            rows.append((name + "_count", labels, float(dp.count)))
+            if dp.HasField("sum"):
+                rows.append((name + "_sum", labels, dp.sum))
+            for n, lab, v in rows:
+                if no_value:
+                    acc.stale.append(len(acc.ts))
+                acc.add(n, lab, ts, math.nan if no_value else v)
+        res.points += len(points)
+        return latest
+
+    def _exp_histograms(
+        self, name: str, points: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int
+    ) -> int:
+        latest = 0
+        for dp in points:
+            try:
+                labels = self._point_labels(base, dp.attributes)
+            except _Rejected as e:
+                self._reject(res, name, str(e))
+                continue
+            ts = dp.time_unix_nano // 1_000_000 or now
+            latest = max(latest, ts)
+            has_sum = dp.HasField("sum")
+            if dp.flags & FLAG_NO_RECORDED_VALUE:
+                for n in (name + "_count", name + "_sum"):
+                    acc.stale.append(len(acc.ts))
+                    acc.add(n, labels, ts, math.nan)
+                continue
+            acc.hists.append(
+                ExpHistogramPoint(
+                    series=SeriesKey(name, labels),
+                    ts_ms=ts,
+                    scale=dp.scale,
+                    count=float(dp.count),
+                    sum=dp.sum if has_sum else None,
+                    zero_count=float(dp.zero_count),
+                    zero_threshold=dp.zero_threshold,
+                    positive_offset=dp.positive.offset,
+                    positive_counts=tuple(float(c) for c in dp.positive.bucket_counts),
+                    negative_offset=dp.negative.offset,
+                    negative_counts=tuple(float(c) for c in dp.negative.bucket_counts),
+                    min=dp.min if dp.HasField("min") else None,
+                    max=dp.max if dp.HasField("max") else None,
+                )
+            )
+            acc.add(name + "_count", labels, ts, float(dp.count))
+            if has_sum:
+                acc.add(name + "_sum", labels, ts, dp.sum)
+        res.points += len(points)
+        return latest
+
+    def _summaries(
+        self, name: str, points: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int
+    ) -> int:
+        latest = 0
+        for dp in points:
+            try:
+                labels = self._point_labels(base, dp.attributes)
+            except _Rejected as e:
+                self._reject(res, name, str(e))
+                continue
+            ts = dp.time_unix_nano // 1_000_000 or now
+            latest = max(latest, ts)
+            no_value = bool(dp.flags & FLAG_NO_RECORDED_VALUE)
+            rows: list[tuple[str, Labels, float]] = [
+                (name, tuple(sorted((*labels, ("quantile", _fmt_float(q.quantile))))), q.value)
+                for q in dp.quantile_values
+            ]
+            rows += [(name + "_sum", labels, dp.sum), (name + "_count", labels, float(dp.count))]
+            for n, lab, v in rows:
+                if no_value:
+                    acc.stale.append(len(acc.ts))
+                acc.add(n, lab, ts, math.nan if no_value else v)
+        res.points += len(points)
+        return latest
+
+
+def _count_points(m: Any) -> int:
+    kind = m.WhichOneof("data")
+    return len(getattr(m, kind).data_points) if kind else 1
+
+
+# ---------------------------------------------------------------------- traces and logs
+@dataclass(slots=True)
+class SpansResult:
+    spans: list[Span]
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LogsResult:
+    logs: list[LogRecord]
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _service(resource: Mapping[str, Any]) -> str:
+    return str(resource.get("service.name") or "unknown_service")
+
+
+def decode_traces(req: Any) -> SpansResult:
+    """``ExportTraceServiceRequest`` → spans. Attributes keep their OTel names (``gen_ai.*`` intact)."""
+    out = SpansResult([])
+    for rs in req.resource_spans:
+        resource = attributes(rs.resource.attributes)
+        service = _service(resource)
+        for ss in rs.scope_spans:
+            scope = {"otel.scope.name": ss.scope.name, "otel.scope.version": ss.scope.version}
+            for s in ss.spans:
+                if len(s.trace_id) != 16 or len(s.span_id) != 8:
+                    out.rejected += 1
+                    if len(out.errors) < 5:
+                        out.errors.append(
+                            f"span {s.name!r}: trace_id must be 16 bytes and span_id 8 "
+                            f"(got {len(s.trace_id)} and {len(s.span_id)})"
+                        )
+                    continue
+                attrs = attributes(s.attributes)
+                for k, v in scope.items():
+                    if v:
+                        attrs.setdefault(k, v)
+                events = [
+                    {"name": e.name, "ts_ns": e.time_unix_nano, "attributes": attributes(e.attributes)}
+                    for e in s.events
+                ]
+                for link in s.links:
+                    events.append(
+                        {
+                            "name": "link",
+                            "trace_id": bytes(link.trace_id).hex(),
+                            "span_id": bytes(link.span_id).hex(),
+                            "attributes": attributes(link.attributes),
+                        }
+                    )
+                out.spans.append(
+                    Span(
+                        trace_id=bytes(s.trace_id).hex(),
+                        span_id=bytes(s.span_id).hex(),
+                        parent_span_id=bytes(s.parent_span_id).hex(),
+                        name=s.name,
+                        kind=int(s.kind),
+                        start_ns=s.start_time_unix_nano,
+                        end_ns=s.end_time_unix_nano,
+                        status_code=int(s.status.code),
+                        status_message=s.status.message,
+                        service=service,
+                        attributes=attrs,
+                        resource=resource,
+                        events=events,
+                    )
+                )
+    return out
+
+
+def decode_logs(req: Any) -> LogsResult:
+    """``ExportLogsServiceRequest`` → log records (non-string bodies as JSON text)."""
+    out = LogsResult([])
+    for rl in req.resource_logs:
+        resource = attributes(rl.resource.attributes)
+        service = _service(resource)
+        for sl in rl.scope_logs:
+            for r in sl.log_records:
+                body = any_value(r.body) if r.HasField("body") else None
+                text = (
+                    body if isinstance(body, str) else "" if body is None else json.dumps(body, default=str)
+                )
+                attrs = attributes(r.attributes)
+                if r.event_name:
+                    attrs.setdefault("event.name", r.event_name)
+                out.logs.append(
+                    LogRecord(
+                        ts_ns=r.time_unix_nano or r.observed_time_unix_nano,
+                        observed_ns=r.observed_time_unix_nano,
+                        severity_number=int(r.severity_number),
+                        severity_text=r.severity_text,
+                        body=text,
+                        trace_id=bytes(r.trace_id).hex(),
+                        span_id=bytes(r.span_id).hex(),
+                        service=service,
+                        attributes=attrs,
+                        resource=resource,
+                    )
+                )
+    return out

@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sightglass.model import Matcher, MetricMetadata, MetricType, SampleBatch, SampleBatchBuilder, SeriesKey
+from sightglass.store.base import LimitExceeded, StoreError
+from sightglass.store.duckdb import DAY_MS, DuckDBStore, StoreOptions
+
+
+def _batch(n_series: int, n_samples: int, t0: int = 1_700_000_000_000, step: int = 10_000) -> SampleBatch:
+    b = SampleBatchBuilder()
+    for j in range(n_samples):
+        for i in range(n_series):
+            b.add(SeriesKey.of("gpu_temp", {"node": f"n{i // 8}", "gpu": str(i % 8)}), t0 + j * step, float(i + j))
+    return b.build()
+
+
+def test_append_and_select_by_every_matcher_kind(store: DuckDBStore) -> None:
+    res = store.append(_batch(16, 3))
+    assert res.samples_written == 48 and res.new_series == 16
+    t0 = 1_700_000_000_000
+    got = store.select([Matcher("__name__", "=", "gpu_temp"), Matcher("node", "=", "n1")], t0, t0 + 60_000)
+    assert sorted(s.key.label_dict()["gpu"] for s in got) == [str(i) for i in range(8)]
+    assert all(len(s) == 3 for s in got)
+    got = store.select([Matcher("gpu", "=~", "[01]"), Matcher("node", "!=", "n0")], t0, t0 + 60_000)
+    assert {(s.key.label_dict()["node"], s.key.label_dict()["gpu"]) for s in got} == {("n1", "0"), ("n1", "1")}
+    got = store.select([Matcher("__name__", "=", "gpu_temp"), Matcher("gpu", "!~", "[0-6]")], t0, t0)
+    assert len(got) == 2 and all(s.values[0] == float(int(s.key.label_dict()["gpu"]) + 8 * int(s.key.label_dict()["node"][1:])) for s in got)
+    # a missing label matches the empty string
+    assert len(store.select([Matcher("__name__", "=", "gpu_temp"), Matcher("rack", "=", "")], t0, t0)) == 16
+    assert store.select([Matcher("__name__", "=", "gpu_temp"), Matcher("rack", "!=", "")], t0, t0) == []
+
+
+def test_regex_is_fully_anchored(store: DuckDBStore) -> None:
+    store.append(SampleBatch.from_rows([("m", {"a": "foobar"}, 1, 1.0), ("m", {"a": "foo"}, 1, 2.0)]))
+    got = store.select([Matcher("a", "=~", "foo")], 0, 10)
+    assert [s.key.label_dict()["a"] for s in got] == ["foo"]
+
+
+def test_time_range_is_inclusive_and_compaction_keeps_data(store: DuckDBStore) -> None:
+    store.append(_batch(4, 10))
+    t0 = 1_700_000_000_000
+    before = store.select([Matcher("__name__", "=", "gpu_temp")], t0 + 10_000, t0 + 30_000)
+    assert all(list(s.ts_ms) == [t0 + 10_000, t0 + 20_000, t0 + 30_000] for s in before)
+    moved = store.compact()
+    assert moved == 40
+    st_ = store.stats()
+    assert st_["head_samples"] == 0 and st_["compacted_samples"] == 40
+    after = store.select([Matcher("__name__", "=", "gpu_temp")], t0 + 10_000, t0 + 30_000)
+    assert [(s.key, list(s.ts_ms), list(s.values)) for s in after] == [
+        (s.key, list(s.ts_ms), list(s.values)) for s in before
+    ]
+
+
+def test_duplicates_last_write_wins_and_out_of_order_accepted(store: DuckDBStore) -> None:
+    store.append(SampleBatch.from_rows([("m", {}, 2000, 2.0), ("m", {}, 1000, 1.0)]))
+    store.append(SampleBatch.from_rows([("m", {}, 2000, 5.0)]))
+    (s,) = store.select([Matcher("__name__", "=", "m")], 0, 5000)
+    assert list(s.ts_ms) == [1000, 2000] and list(s.values) == [1.0, 5.0]
+    store.compact()
+    store.append(SampleBatch.from_rows([("m", {}, 1000, 7.0)]))  # rewrite into a compacted range
+    (s,) = store.select([Matcher("__name__", "=", "m")], 0, 5000)
+    assert list(s.values) == [7.0, 5.0]
+
+
+def test_nan_inf_and_stale_markers_are_distinct(store: DuckDBStore) -> None:
+    b = SampleBatchBuilder()
+    k = SeriesKey.of("m", {"x": "1"})
+    b.add(k, 1000, math.nan)
+    b.add(k, 2000, math.inf)
+    b.add(k, 3000, -math.inf)
+    b.add(k, 4000, 0.0, stale=True)
+    store.append(b.build())
+    for _ in range(2):
+        (s,) = store.select([Matcher("x", "=", "1")], 0, 10_000)
+        assert math.isnan(s.values[0]) and not s.stale[0]
+        assert s.values[1] == math.inf and s.values[2] == -math.inf
+        assert list(s.stale) == [False, False, False, True]
+        store.compact()
+
+
+def test_reopen_keeps_series_dictionary_and_ids(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path) as s:
+        s.append(_batch(8, 2))
+        ids = dict(s.index.ids)
+    with DuckDBStore(tmp_path) as s:
+        assert dict(s.index.ids) == ids
+        r = s.append(_batch(8, 1, t0=1_800_000_000_000))
+        assert r.new_series == 0
+        s.append(SampleBatch.from_rows([("other", {}, 1, 1.0)]))
+        assert s.index.ids[SeriesKey("other", ())] == len(ids)
+
+
+def test_read_only_open_sees_data_and_refuses_writes(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path) as s:
+        s.append(_batch(2, 2))
+    with DuckDBStore(tmp_path, read_only=True) as ro:
+        assert len(ro.select([Matcher("__name__", "=", "gpu_temp")], 0, 2**62)) == 2
+        with pytest.raises(StoreError, match="read-only"):
+            ro.append(_batch(1, 1))
+
+
+def test_missing_data_dir_read_only_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no Sightglass data"):
+        DuckDBStore(tmp_path / "nope", read_only=True)
+
+
+def test_new_series_limit_rejects_only_that_batch(store: DuckDBStore) -> None:
+    with pytest.raises(LimitExceeded, match="over the limit of 5"):
+        store.append(_batch(8, 1), max_new_series=5)
+    assert store.select([Matcher("__name__", "=", "gpu_temp")], 0, 2**62) == []
+    store.append(_batch(4, 1), max_new_series=5)
+    assert len(store.select([Matcher("__name__", "=", "gpu_temp")], 0, 2**62)) == 4
+
+
+def test_concurrent_writers_are_group_committed(store: DuckDBStore) -> None:
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            for j in range(20):
+                store.append(SampleBatch.from_rows([("w", {"w": str(w)}, 1000 * j, float(j))]))
+        except BaseException as e:  # pragma: no cover - surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    got = store.select([Matcher("__name__", "=", "w")], 0, 10**9)
+    assert len(got) == 8 and all(len(s) == 20 for s in got)
+
+
+def test_labels_values_series_and_metadata(store: DuckDBStore) -> None:
+    b = _batch(16, 1)
+    b.metadata["gpu_temp"] = MetricMetadata("gpu_temp", MetricType.GAUGE, "GPU temperature", "celsius")
+    store.append(b)
+    store.append(SampleBatch.from_rows([("late", {"zone": "z"}, 5_000_000_000_000, 1.0)]))
+    assert store.label_names() == ["__name__", "gpu", "node", "zone"]
+    assert store.label_values("node") == ["n0", "n1"]
+    assert store.label_values("__name__") == ["gpu_temp", "late"]
+    assert store.label_names([[Matcher("__name__", "=", "late")]]) == ["__name__", "zone"]
+    assert store.label_values("__name__", start_ms=4_000_000_000_000) == ["late"]
+    assert len(store.series([[Matcher("node", "=", "n0")], [Matcher("zone", "=", "z")]])) == 9
+    assert store.metadata()["gpu_temp"][0].unit == "celsius"
+
+
+def test_rollups_have_counts_extremes_and_reset_adjusted_increase(store: DuckDBStore) -> None:
+    rows = [("c_total", {}, 60_000 * 10 + i * 10_000, v) for i, v in enumerate([1, 2, 3, 1, 2, 3])]
+    store.append(SampleBatch.from_rows(rows))
+    store.compact()
+    sid = store.select_ids([Matcher("__name__", "=", "c_total")])
+    tbl = store.read_rollup(sid, 0, 10**9, "1m").to_pylist()
+    assert [r["cnt"] for r in tbl] == [1, 5]
+    assert tbl[1]["min"] == 1 and tbl[1]["max"] == 3 and tbl[1]["last"] == 3
+    # increases 1,1 then reset to 1 (counts 1), then 1,1
+    assert tbl[1]["inc"] == 5
+
+
+def test_retention_drops_whole_days_counting_from_newest_sample(tmp_path: Path) -> None:
+    opts = StoreOptions(retention_ms=2 * DAY_MS, compact_every_s=3600)
+    with DuckDBStore(tmp_path, options=opts) as s:
+        for day in range(5):
+            s.append(SampleBatch.from_rows([("m", {}, day * DAY_MS + 1000, float(day))]))
+        s.compact()
+        (series,) = s.select([Matcher("__name__", "=", "m")], 0, 10 * DAY_MS)
+        assert list(series.values) == [2.0, 3.0, 4.0]
+
+
+def test_schema_version_and_newer_schema_refused(tmp_path: Path) -> None:
+    with DuckDBStore(tmp_path) as s:
+        assert s.schema_version() >= 1
+        s.cursor().execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="newer than this Sightglass"):
+        DuckDBStore(tmp_path)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b_total", "c:d"]),
+            st.dictionaries(st.sampled_from(["x", "y", "z"]), st.text(min_size=1, max_size=8), max_size=3),
+            st.integers(min_value=0, max_value=5 * DAY_MS),
+            st.floats(allow_nan=False),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_roundtrip_property(tmp_path_factory: pytest.TempPathFactory, rows: list) -> None:  # type: ignore[type-arg]
+    expected: dict[tuple[SeriesKey, int], float] = {}
+    for m, lab, ts, v in rows:
+        expected[(SeriesKey.of(m, lab), ts)] = v  # last write wins
+    with DuckDBStore(tmp_path_factory.mktemp("p"), options=StoreOptions(retention_ms=10**14)) as s:
+        s.append(SampleBatch.from_rows(rows))
+        for compact in (False, True):
+            if compact:
+                s.compact()
+            got = {}
+            for sd in s.select([Matcher("__name__", "=~", ".+")], 0, 10**13):
+                for t, v in zip(sd.ts_ms, sd.values, strict=True):
+                    got[(sd.key, int(t))] = float(v)
+            assert got == expected
+
+
+def test_select_ids_is_vectorised_over_many_series(store: DuckDBStore) -> None:
+    b = _batch(4000, 1)
+    store.append(b)
+    ids = store.select_ids([Matcher("gpu", "=", "3"), Matcher("node", "=~", "n1.*")])
+    assert np.all(np.diff(ids) > 0)
+    assert len(ids) == len([n for n in range(500) if str(n).startswith("1")])
