@@ -40,23 +40,40 @@ def cli() -> None:
 
 
 data_option = click.option(
-    "--data", "data", type=click.Path(file_okay=False), envvar="SIGHTGLASS_DATA", default=None,
+    "--data",
+    "data",
+    type=click.Path(file_okay=False),
+    envvar="SIGHTGLASS_DATA",
+    default=None,
     help="Data directory holding the DuckDB store [default: ./sightglass-data].",
 )
 
 
 @cli.command()
 @data_option
-@click.option("--listen", default=None, envvar="SIGHTGLASS_LISTEN", help="HOST:PORT [default: 127.0.0.1:9464].")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, envvar="SIGHTGLASS_CONFIG",
-              help="TOML config file (scrape targets, retention, limits).")
+@click.option(
+    "--listen", default=None, envvar="SIGHTGLASS_LISTEN", help="HOST:PORT [default: 127.0.0.1:9464]."
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="SIGHTGLASS_CONFIG",
+    help="TOML config file (scrape targets, retention, limits).",
+)
 @click.option("--retention", default=None, help="Raw data retention, e.g. 15d.")
 def up(data: str | None, listen: str | None, config_file: str | None, retention: str | None) -> None:
     """Serve ingest and the APIs over one data directory."""
     from sightglass.server import serve
 
     config = Config.load(config_file, data=data, listen=listen, retention=retention)
-    serve(config, on_ready=lambda url: err_console.print(f"[bold green]Sightglass[/] serving on {url}  (data: {config.data})"))
+    serve(
+        config,
+        on_ready=lambda url: err_console.print(
+            f"[bold green]Sightglass[/] serving on {url}  (data: {config.data})"
+        ),
+    )
 
 
 @cli.command()
@@ -68,8 +85,16 @@ def up(data: str | None, listen: str | None, config_file: str | None, retention:
 @click.option("--step", default=None, help="Range step, e.g. 15s [default: (end-start)/250].")
 @click.option("--json", "as_json", is_flag=True, help="Print the Prometheus HTTP API envelope.")
 @click.option("--server", default=None, help="Query a running server at this URL instead of the files.")
-def query(expr: str, data: str | None, at: str | None, start: str | None, end: str | None, step: str | None,
-          as_json: bool, server: str | None) -> None:
+def query(
+    expr: str,
+    data: str | None,
+    at: str | None,
+    start: str | None,
+    end: str | None,
+    step: str | None,
+    as_json: bool,
+    server: str | None,
+) -> None:
     """Evaluate a PromQL expression (instant, or a range with --start)."""
     from sightglass.query_cli import run_query
 

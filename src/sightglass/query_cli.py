@@ -18,8 +18,16 @@ def _err(message: str, error_type: str = "bad_data") -> dict[str, Any]:
     return {"status": "error", "errorType": error_type, "error": message}
 
 
-def run_query(config: Config, expr: str, *, at: str | None = None, start: str | None = None,
-              end: str | None = None, step: str | None = None, server: str | None = None) -> dict[str, Any]:
+def run_query(
+    config: Config,
+    expr: str,
+    *,
+    at: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    step: str | None = None,
+    server: str | None = None,
+) -> dict[str, Any]:
     """Answer with the Prometheus API envelope, from the store or from a server over HTTP."""
     from sightglass.server import running_server_url
 
@@ -53,10 +61,17 @@ def run_query(config: Config, expr: str, *, at: str | None = None, start: str | 
         return body
     try:
         with DuckDBStore(config.data, read_only=True) as store:
-            engine = Engine(store, lookback_ms=parse_duration_ms(config.query.lookback_delta),
-                            max_samples=config.query.max_samples)
+            engine = Engine(
+                store,
+                lookback_ms=parse_duration_ms(config.query.lookback_delta),
+                max_samples=config.query.max_samples,
+            )
             res = engine.range(expr, s, e, st) if start is not None else engine.instant(expr, t)
-            return {"status": "success", "data": res.to_api(), **({"warnings": res.warnings} if res.warnings else {})}
+            return {
+                "status": "success",
+                "data": res.to_api(),
+                **({"warnings": res.warnings} if res.warnings else {}),
+            }
     except QueryError as ex:
         return _err(str(ex), ex.error_type)
     except StoreError as ex:

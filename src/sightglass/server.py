@@ -62,7 +62,9 @@ def serve(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. Writes ``<data>/server.json`` so the CLI can find this server."""
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     host, port = parse_listen(config.listen)
     store = open_store(config)
     marker = Path(config.data) / SERVER_FILE

@@ -18,7 +18,7 @@ def parse_time_ms(text: str | float | int, *, now: int | None = None) -> int:
     if isinstance(text, int | float):
         if not math.isfinite(text):
             raise ValueError(f"invalid time {text!r}")
-        return int(round(text * 1000))
+        return round(text * 1000)
     s = text.strip()
     if not s:
         raise ValueError("empty time")
@@ -34,24 +34,26 @@ def parse_time_ms(text: str | float | int, *, now: int | None = None) -> int:
     else:
         if not math.isfinite(f):
             raise ValueError(f"invalid time {text!r}")
-        return int(round(f * 1000))
+        return round(f * 1000)
     try:
         d = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"cannot parse {text!r} as a time (RFC 3339 or Unix seconds)") from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.UTC)
-    return int(round(d.timestamp() * 1000))
+    return round(d.timestamp() * 1000)
 
 
 def parse_step_ms(text: str | float) -> int:
     """A query step: a duration (``15s``) or a number of seconds (``15``, ``0.5``)."""
     if isinstance(text, int | float):
-        ms = int(round(text * 1000))
+        ms = round(text * 1000)
     else:
         ms = parse_duration_ms(text)
     if ms <= 0:
-        raise ValueError("zero or negative query resolution step widths are not accepted. Try a positive integer")
+        raise ValueError(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+        )
     return ms
 
 

@@ -23,8 +23,12 @@ from sightglass.api.envelope import success
 BackgroundTask = Callable[[AppContext], Awaitable[Any]]
 
 
-def create_app(ctx: AppContext, *, extra_routes: list[BaseRoute] | None = None,
-               background: list[BackgroundTask] | None = None) -> Starlette:
+def create_app(
+    ctx: AppContext,
+    *,
+    extra_routes: list[BaseRoute] | None = None,
+    background: list[BackgroundTask] | None = None,
+) -> Starlette:
     """Build the app over an open store. ``background`` coroutines run for the app's lifetime."""
 
     async def health(request: Request) -> Response:

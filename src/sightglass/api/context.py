@@ -24,7 +24,9 @@ class SelfMetrics:
             "sightglass_ingest_samples", "Samples accepted, by ingest path", ["path"], registry=r
         )
         self.rejected_requests = Counter(
-            "sightglass_ingest_rejected_requests", "Requests rejected, by path and reason", ["path", "reason"],
+            "sightglass_ingest_rejected_requests",
+            "Requests rejected, by path and reason",
+            ["path", "reason"],
             registry=r,
         )
         self.request_seconds = Histogram(

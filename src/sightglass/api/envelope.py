@@ -6,8 +6,17 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-_STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "internal": 500,
-           "not_found": 404, "unavailable": 503, "too_large": 413, "unsupported_media_type": 415}
+_STATUS = {
+    "bad_data": 400,
+    "execution": 422,
+    "timeout": 503,
+    "canceled": 503,
+    "internal": 500,
+    "not_found": 404,
+    "unavailable": 503,
+    "too_large": 413,
+    "unsupported_media_type": 415,
+}
 
 
 class APIError(Exception):

@@ -68,7 +68,10 @@ class MetricStore(Protocol):
     ) -> list[SeriesKey]: ...
 
     def label_names(
-        self, matcher_sets: Sequence[Sequence[Matcher]] = (), start_ms: int | None = None, end_ms: int | None = None
+        self,
+        matcher_sets: Sequence[Sequence[Matcher]] = (),
+        start_ms: int | None = None,
+        end_ms: int | None = None,
     ) -> list[str]: ...
 
     def label_values(

@@ -159,6 +159,7 @@ class DuckDBStore:
         self._next_id = 0
         self._last_ms: dict[int, int] = {}
         self._load_series()
+        self._metadata: dict[str, MetricMetadata] = {m: v[0] for m, v in self.metadata().items() if v}
         self._queue: queue.Queue[tuple[SampleBatch, int | None, Future[WriteResult]] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._closed = False
@@ -336,7 +337,9 @@ class DuckDBStore:
                             res.new_series += 1
                         hist_rows.append((hid, h.ts_ms, _json(_hist_payload(h))))
                         res.histograms_written += 1
-                    metadata.update(batch.metadata)
+                    for name, md in batch.metadata.items():
+                        if self._metadata.get(name) != md:
+                            metadata[name] = md
                     results.append(res)
                 except BaseException as e:  # a bad batch fails alone
                     results.append(e)
@@ -358,9 +361,7 @@ class DuckDBStore:
                     cur.unregister("_new_series")
                 if id_arrays:
                     values = np.concatenate([v for v, _ in val_arrays])
-                    masks = [
-                        m if m is not None else np.zeros(len(v), dtype=bool) for v, m in val_arrays
-                    ]
+                    masks = [m if m is not None else np.zeros(len(v), dtype=bool) for v, m in val_arrays]
                     mask = np.concatenate(masks)
                     tbl = pa.table(
                         [
@@ -375,11 +376,21 @@ class DuckDBStore:
                     cur.unregister("_batch")
                 if hist_rows:
                     cur.executemany("INSERT INTO exp_histograms VALUES (?, ?, ?)", hist_rows)
-                for md in metadata.values():
-                    cur.execute(
-                        "INSERT OR REPLACE INTO metadata VALUES (?, ?, ?, ?)",
-                        [md.metric, md.type.value, md.help, md.unit],
+                if metadata:
+                    mds = list(metadata.values())
+                    cur.register(
+                        "_md",
+                        pa.table(
+                            {
+                                "metric": [m.metric for m in mds],
+                                "type": [m.type.value for m in mds],
+                                "help": [m.help for m in mds],
+                                "unit": [m.unit for m in mds],
+                            }
+                        ),
                     )
+                    cur.execute("INSERT OR REPLACE INTO metadata SELECT metric, type, help, unit FROM _md")
+                    cur.unregister("_md")
                 cur.execute("COMMIT")
             except BaseException as e:
                 with contextlib.suppress(Exception):
@@ -390,14 +401,15 @@ class DuckDBStore:
                 return
             for sid, key, _ in new_series:
                 self.index.add(sid, key)
+            self._metadata.update(metadata)
             self._next_id = next_id
         total = 0
-        for (_, _, fut), res in zip(group, results, strict=True):
-            if isinstance(res, BaseException):
-                fut.set_exception(res)
+        for (_, _, fut), outcome in zip(group, results, strict=True):
+            if isinstance(outcome, BaseException):
+                fut.set_exception(outcome)
             else:
-                total += res.samples_written
-                fut.set_result(res)
+                total += outcome.samples_written
+                fut.set_result(outcome)
         self.samples_appended_total += total
 
     # ------------------------------------------------------------------ compaction, rollups, retention
@@ -469,7 +481,9 @@ class DuckDBStore:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            for sid, last in cur.execute("SELECT id, last_ms FROM series WHERE last_ms IS NOT NULL").fetchall():
+            for sid, last in cur.execute(
+                "SELECT id, last_ms FROM series WHERE last_ms IS NOT NULL"
+            ).fetchall():
                 self._last_ms[sid] = last
             return moved
 
@@ -498,9 +512,11 @@ class DuckDBStore:
         return int(row[0]) if row else 0
 
     def partitions(self) -> list[str]:
-        rows = self.cursor().execute(
-            "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'samples_%' ORDER BY 1"
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'samples_%' ORDER BY 1")
+            .fetchall()
+        )
         return [r[0] for r in rows if _PART_RE.match(r[0])]
 
     def _apply_retention(self, cur: duckdb.DuckDBPyConnection) -> None:
@@ -514,7 +530,9 @@ class DuckDBStore:
         for table in self.partitions():
             m = _PART_RE.match(table)
             assert m
-            day_start = int(dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
+            day_start = int(
+                dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000
+            )
             if day_start + DAY_MS <= horizon:
                 cur.execute(f"DROP TABLE {table}")
                 log.info("retention: dropped %s", table)
@@ -600,9 +618,7 @@ class DuckDBStore:
             out.append(SeriesData(key, ts[a:b], vals[a:b], stale[a:b]))
         return out
 
-    def read_rollup(
-        self, ids: np.ndarray, start_ms: int, end_ms: int, resolution: str = "1m"
-    ) -> pa.Table:
+    def read_rollup(self, ids: np.ndarray, start_ms: int, end_ms: int, resolution: str = "1m") -> pa.Table:
         """Rollup rows (series_id, ts, cnt, sum, min, max, first, last, first_ts, last_ts, inc)."""
         table = {"1m": "rollup_1m", "1h": "rollup_1h"}[resolution]
         cur = self.cursor()
@@ -627,13 +643,15 @@ class DuckDBStore:
 
     def _filter_time(self, ids: np.ndarray, start_ms: int | None, end_ms: int | None) -> np.ndarray:
         """Keep series that have samples in [start_ms, end_ms] (coarse: by first/last seen)."""
-        if start_ms is None and end_ms is None or ids.size == 0:
+        if (start_ms is None and end_ms is None) or ids.size == 0:
             return ids
         lo = start_ms if start_ms is not None else -(2**62)
         hi = end_ms if end_ms is not None else 2**62
         cur = self.cursor()
         sources = self._sample_sources(max(lo, 0), max(min(hi, 2**50), 0))
-        union = " UNION ALL ".join(f"SELECT DISTINCT series_id FROM {t} WHERE ts >= $lo AND ts <= $hi" for t in sources)
+        union = " UNION ALL ".join(
+            f"SELECT DISTINCT series_id FROM {t} WHERE ts >= $lo AND ts <= $hi" for t in sources
+        )
         cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
         try:
             res = cur.execute(
@@ -690,11 +708,20 @@ class DuckDBStore:
     def metadata(self, metric: str | None = None) -> dict[str, list[MetricMetadata]]:
         cur = self.cursor()
         if metric:
-            rows = cur.execute("SELECT metric, type, help, unit FROM metadata WHERE metric = ?", [metric]).fetchall()
+            rows = cur.execute(
+                "SELECT metric, type, help, unit FROM metadata WHERE metric = ?", [metric]
+            ).fetchall()
         else:
             rows = cur.execute("SELECT metric, type, help, unit FROM metadata ORDER BY metric").fetchall()
         return {
-            m: [MetricMetadata(m, MetricType(t) if t in MetricType._value2member_map_ else MetricType.UNKNOWN, h or "", u or "")]
+            m: [
+                MetricMetadata(
+                    m,
+                    MetricType(t) if t in MetricType._value2member_map_ else MetricType.UNKNOWN,
+                    h or "",
+                    u or "",
+                )
+            ]
             for m, t, h, u in rows
         }
 
@@ -737,7 +764,15 @@ class DuckDBStore:
         return self._catalog_write(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (e.ts_ms, e.end_ts_ms, e.kind, e.severity, e.source, _json(dict(e.entity)), _json(dict(e.attributes)))
+                (
+                    e.ts_ms,
+                    e.end_ts_ms,
+                    e.kind,
+                    e.severity,
+                    e.source,
+                    _json(dict(e.entity)),
+                    _json(dict(e.attributes)),
+                )
                 for e in events
             ],
         )
@@ -795,9 +830,19 @@ class DuckDBStore:
             "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind, s.start_ns, s.end_ns,
-                    s.status_code, s.status_message, s.service, _json(dict(s.attributes)),
-                    _json(dict(s.resource)), _json(list(s.events)),
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_span_id,
+                    s.name,
+                    s.kind,
+                    s.start_ns,
+                    s.end_ns,
+                    s.status_code,
+                    s.status_message,
+                    s.service,
+                    _json(dict(s.attributes)),
+                    _json(dict(s.resource)),
+                    _json(list(s.events)),
                 )
                 for s in spans
             ],
@@ -819,8 +864,16 @@ class DuckDBStore:
             "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    r.ts_ns, r.observed_ns, r.severity_number, r.severity_text, r.body, r.trace_id,
-                    r.span_id, r.service, _json(dict(r.attributes)), _json(dict(r.resource)),
+                    r.ts_ns,
+                    r.observed_ns,
+                    r.severity_number,
+                    r.severity_text,
+                    r.body,
+                    r.trace_id,
+                    r.span_id,
+                    r.service,
+                    _json(dict(r.attributes)),
+                    _json(dict(r.resource)),
                 )
                 for r in logs
             ],
@@ -831,8 +884,14 @@ class DuckDBStore:
             "INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    e.ts_ms, e.event_type, e.job_namespace, e.job_name, e.run_id, _json(list(e.inputs)),
-                    _json(list(e.outputs)), _json(dict(e.payload)),
+                    e.ts_ms,
+                    e.event_type,
+                    e.job_namespace,
+                    e.job_name,
+                    e.run_id,
+                    _json(list(e.inputs)),
+                    _json(list(e.outputs)),
+                    _json(dict(e.payload)),
                 )
                 for e in events
             ],
