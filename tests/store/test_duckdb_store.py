@@ -18,7 +18,11 @@ def _batch(n_series: int, n_samples: int, t0: int = 1_700_000_000_000, step: int
     b = SampleBatchBuilder()
     for j in range(n_samples):
         for i in range(n_series):
-            b.add(SeriesKey.of("gpu_temp", {"node": f"n{i // 8}", "gpu": str(i % 8)}), t0 + j * step, float(i + j))
+            b.add(
+                SeriesKey.of("gpu_temp", {"node": f"n{i // 8}", "gpu": str(i % 8)}),
+                t0 + j * step,
+                float(i + j),
+            )
     return b.build()
 
 
@@ -30,9 +34,15 @@ def test_append_and_select_by_every_matcher_kind(store: DuckDBStore) -> None:
     assert sorted(s.key.label_dict()["gpu"] for s in got) == [str(i) for i in range(8)]
     assert all(len(s) == 3 for s in got)
     got = store.select([Matcher("gpu", "=~", "[01]"), Matcher("node", "!=", "n0")], t0, t0 + 60_000)
-    assert {(s.key.label_dict()["node"], s.key.label_dict()["gpu"]) for s in got} == {("n1", "0"), ("n1", "1")}
+    assert {(s.key.label_dict()["node"], s.key.label_dict()["gpu"]) for s in got} == {
+        ("n1", "0"),
+        ("n1", "1"),
+    }
     got = store.select([Matcher("__name__", "=", "gpu_temp"), Matcher("gpu", "!~", "[0-6]")], t0, t0)
-    assert len(got) == 2 and all(s.values[0] == float(int(s.key.label_dict()["gpu"]) + 8 * int(s.key.label_dict()["node"][1:])) for s in got)
+    assert len(got) == 2 and all(
+        s.values[0] == float(int(s.key.label_dict()["gpu"]) + 8 * int(s.key.label_dict()["node"][1:]))
+        for s in got
+    )
     # a missing label matches the empty string
     assert len(store.select([Matcher("__name__", "=", "gpu_temp"), Matcher("rack", "=", "")], t0, t0)) == 16
     assert store.select([Matcher("__name__", "=", "gpu_temp"), Matcher("rack", "!=", "")], t0, t0) == []
@@ -155,15 +165,23 @@ def test_labels_values_series_and_metadata(store: DuckDBStore) -> None:
 
 
 def test_rollups_have_counts_extremes_and_reset_adjusted_increase(store: DuckDBStore) -> None:
-    rows = [("c_total", {}, 60_000 * 10 + i * 10_000, v) for i, v in enumerate([1, 2, 3, 1, 2, 3])]
+    rows = [("c_total", {}, 60_000 * 10 + 10_000 + i * 10_000, v) for i, v in enumerate([1, 2, 3, 1, 2, 3])]
     store.append(SampleBatch.from_rows(rows))
     store.compact()
     sid = store.select_ids([Matcher("__name__", "=", "c_total")])
-    tbl = store.read_rollup(sid, 0, 10**9, "1m").to_pylist()
-    assert [r["cnt"] for r in tbl] == [1, 5]
-    assert tbl[1]["min"] == 1 and tbl[1]["max"] == 3 and tbl[1]["last"] == 3
-    # increases 1,1 then reset to 1 (counts 1), then 1,1
-    assert tbl[1]["inc"] == 5
+    tbl = store.read_rollup(sid, 0, 10**9, "5m").to_pylist()
+    assert [r["cnt"] for r in tbl] == [6]
+    assert tbl[0]["min"] == 1 and tbl[0]["max"] == 3 and tbl[0]["last"] == 3 and tbl[0]["sum"] == 12
+    # increases 1,1 then a reset to 1 (counts 1), then 1,1
+    assert tbl[0]["inc"] == 5
+    tbl = store.read_rollup(sid, 0, 10**9, "1h").to_pylist()
+    assert [r["cnt"] for r in tbl] == [6] and tbl[0]["first"] == 1 and tbl[0]["first_ts"] == 610_000
+    rows = [("c_total", {}, 60_000 * 10 + 10_000 + i * 10_000, v) for i, v in enumerate([1, 2, 3, 1, 2, 3])]
+    store.append(SampleBatch.from_rows([("c_total", {}, 60_000 * 16 + 10_000, 9.0)]))
+    store.compact()
+    tbl = store.read_rollup(sid, 0, 10**9, "5m").to_pylist()
+    assert [r["cnt"] for r in tbl] == [6, 1]
+    assert tbl[1]["inc"] == 0  # a lone late sample has no predecessor in its compaction chunk
 
 
 def test_retention_drops_whole_days_counting_from_newest_sample(tmp_path: Path) -> None:
@@ -219,3 +237,16 @@ def test_select_ids_is_vectorised_over_many_series(store: DuckDBStore) -> None:
     ids = store.select_ids([Matcher("gpu", "=", "3"), Matcher("node", "=~", "n1.*")])
     assert np.all(np.diff(ids) > 0)
     assert len(ids) == len([n for n in range(500) if str(n).startswith("1")])
+
+
+def test_big_backfill_compacts_as_it_goes(tmp_path: Path) -> None:
+    opts = StoreOptions(compact_every_s=3600, head_max_rows=200, head_ms=60_000)
+    with DuckDBStore(tmp_path, options=opts) as s:
+        for j in range(30):  # 30 minutes of 16 series at 10 s, written in 1-minute batches
+            s.append(_batch(16, 6, t0=1_700_000_000_000 + j * 60_000))
+        st_ = s.stats()
+        assert st_["compacted_samples"] > 0 and st_["head_samples"] < 16 * 6 * 30
+        assert st_["head_samples"] + st_["compacted_samples"] == 16 * 6 * 30
+        assert 0 <= st_["used_bytes"] <= st_["file_bytes"]
+        got = s.select([Matcher("__name__", "=", "gpu_temp")], 0, 2**62)
+        assert sum(len(x) for x in got) == 16 * 6 * 30

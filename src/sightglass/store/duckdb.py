@@ -72,8 +72,8 @@ MIGRATIONS: list[str] = [
                          first_ms BIGINT, last_ms BIGINT);
     CREATE TABLE samples_head (series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE);
     CREATE TABLE metadata (metric VARCHAR PRIMARY KEY, type VARCHAR, help VARCHAR, unit VARCHAR);
-    CREATE TABLE rollup_1m (series_id INTEGER, ts BIGINT, cnt INTEGER, sum DOUBLE, min DOUBLE, max DOUBLE,
-                            first DOUBLE, last DOUBLE, first_ts BIGINT, last_ts BIGINT, inc DOUBLE);
+    CREATE TABLE rollup_5m (series_id INTEGER, ts BIGINT, cnt INTEGER, sum DOUBLE, min DOUBLE, max DOUBLE,
+                            last DOUBLE, inc DOUBLE);
     CREATE TABLE rollup_1h (series_id INTEGER, ts BIGINT, cnt INTEGER, sum DOUBLE, min DOUBLE, max DOUBLE,
                             first DOUBLE, last DOUBLE, first_ts BIGINT, last_ts BIGINT, inc DOUBLE);
     CREATE TABLE exp_histograms (series_id INTEGER, ts BIGINT, payload VARCHAR);
@@ -104,6 +104,7 @@ class StoreOptions:
     retention_ms: int = 15 * DAY_MS
     rollup_retention_ms: int = 400 * DAY_MS
     head_ms: int = HOUR_MS  # data older than (newest - head_ms) is compacted
+    head_max_rows: int = 4_000_000  # compact early when a back-fill makes the head this big
     compact_every_s: float = 60.0
     group_commit_max_samples: int = 500_000
     threads: int = 2
@@ -165,6 +166,8 @@ class DuckDBStore:
         self._closed = False
         self._last_compact = time.monotonic()
         self.samples_appended_total = 0
+        self._head_rows = 0 if read_only else self.count("samples_head")
+        self._size_trigger = self.options.head_max_rows
         if not read_only:
             self._writer = threading.Thread(target=self._write_loop, name="sightglass-writer", daemon=True)
             self._writer.start()
@@ -411,14 +414,18 @@ class DuckDBStore:
                 total += outcome.samples_written
                 fut.set_result(outcome)
         self.samples_appended_total += total
+        self._head_rows += total
 
     # ------------------------------------------------------------------ compaction, rollups, retention
     def _maybe_compact(self, cur: duckdb.DuckDBPyConnection) -> None:
-        if time.monotonic() - self._last_compact < self.options.compact_every_s:
+        due = time.monotonic() - self._last_compact >= self.options.compact_every_s
+        if not due and self._head_rows < self._size_trigger:
             return
         self._last_compact = time.monotonic()
         try:
-            self._compact(cur, force=False)
+            moved = self._compact(cur, force=False)
+            # a big head of only recent data cannot move yet: let it double before trying again
+            self._size_trigger = self.options.head_max_rows if moved else 2 * max(self._head_rows, 1)
             self._apply_retention(cur)
         except Exception:
             log.exception("compaction failed; will retry")
@@ -485,11 +492,17 @@ class DuckDBStore:
                 "SELECT id, last_ms FROM series WHERE last_ms IS NOT NULL"
             ).fetchall():
                 self._last_ms[sid] = last
+            self._head_rows = self.count("samples_head")
             return moved
 
     def _rollup(self, cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
         """Add 1-minute and 1-hour rollups for head samples in [lo, hi); returns the rows rolled up."""
-        for table, width in (("rollup_1m", MINUTE_MS), ("rollup_1h", HOUR_MS)):
+        for table, width, full in (("rollup_5m", 5 * MINUTE_MS, False), ("rollup_1h", HOUR_MS, True)):
+            # the 5-minute rollup keeps only what cheap long-range dashboards need, so it stays far
+            # smaller than the raw data; the hourly one keeps first/last with their times too
+            extra = (
+                "arg_min(value, ts), arg_max(value, ts), min(ts), max(ts)," if full else "arg_max(value, ts),"
+            )
             # bucket end is exclusive-left, inclusive-right: (ts_end - width, ts_end], like PromQL ranges
             cur.execute(
                 f"""
@@ -501,8 +514,7 @@ class DuckDBStore:
                 )
                 SELECT series_id,
                        (ceil(ts / {width}.0) * {width})::BIGINT AS b,
-                       count(*)::INTEGER, sum(value), min(value), max(value),
-                       arg_min(value, ts), arg_max(value, ts), min(ts), max(ts),
+                       count(*)::INTEGER, sum(value), min(value), max(value), {extra}
                        sum(CASE WHEN d IS NULL THEN 0 WHEN d < 0 THEN value ELSE d END)
                 FROM s GROUP BY series_id, b
                 """,
@@ -537,7 +549,7 @@ class DuckDBStore:
                 cur.execute(f"DROP TABLE {table}")
                 log.info("retention: dropped %s", table)
         rhorizon = newest - self.options.rollup_retention_ms
-        cur.execute("DELETE FROM rollup_1m WHERE ts < ?", [rhorizon])
+        cur.execute("DELETE FROM rollup_5m WHERE ts < ?", [rhorizon])
         cur.execute("DELETE FROM rollup_1h WHERE ts < ?", [rhorizon])
 
     # ------------------------------------------------------------------ reads
@@ -618,16 +630,26 @@ class DuckDBStore:
             out.append(SeriesData(key, ts[a:b], vals[a:b], stale[a:b]))
         return out
 
-    def read_rollup(self, ids: np.ndarray, start_ms: int, end_ms: int, resolution: str = "1m") -> pa.Table:
-        """Rollup rows (series_id, ts, cnt, sum, min, max, first, last, first_ts, last_ts, inc)."""
-        table = {"1m": "rollup_1m", "1h": "rollup_1h"}[resolution]
+    def read_rollup(self, ids: np.ndarray, start_ms: int, end_ms: int, resolution: str = "5m") -> pa.Table:
+        """Rollup rows per series and bucket end ``ts`` (buckets cover ``(ts - width, ts]``): cnt, sum,
+        min, max, last, inc; ``1h`` also has first, first_ts and last_ts. A bucket written twice (late
+        data after compaction) is merged here; its 5-minute ``last`` is then the later write's."""
+        if resolution not in ("5m", "1h"):
+            raise ValueError(f"unknown rollup resolution {resolution!r} (5m or 1h)")
+        table = f"rollup_{resolution}"
+        if resolution == "1h":
+            firsts = (
+                "arg_min(first, first_ts) AS first, arg_max(last, last_ts) AS last, "
+                "min(first_ts) AS first_ts, max(last_ts) AS last_ts, "
+            )
+        else:
+            firsts = "last(last) AS last, "
         cur = self.cursor()
         cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
         try:
             return cur.sql(
                 f"SELECT series_id, ts, sum(cnt)::BIGINT AS cnt, sum(sum) AS sum, min(min) AS min, max(max) AS max, "
-                f"arg_min(first, first_ts) AS first, arg_max(last, last_ts) AS last, min(first_ts) AS first_ts, "
-                f"max(last_ts) AS last_ts, sum(inc) AS inc FROM {table} r SEMI JOIN _ids ON r.series_id = _ids.id "
+                f"{firsts}sum(inc) AS inc FROM {table} r SEMI JOIN _ids ON r.series_id = _ids.id "
                 "WHERE ts > ? AND ts <= ? GROUP BY series_id, ts ORDER BY series_id, ts",
                 params=[start_ms, end_ms],
             ).to_arrow_table()
@@ -739,8 +761,15 @@ class DuckDBStore:
             "compacted_samples": stored,
             "partitions": parts,
             "file_bytes": self.path.stat().st_size if self.path.exists() else 0,
+            "used_bytes": self._used_bytes(cur),
             "wal_bytes": _size(self.path.with_name(self.path.name + ".wal")),
         }
+
+    @staticmethod
+    def _used_bytes(cur: duckdb.DuckDBPyConnection) -> int:
+        """Bytes in used blocks: the file size minus free blocks that later writes will reuse."""
+        row = cur.execute("SELECT block_size, used_blocks FROM pragma_database_size()").fetchone()
+        return int(row[0]) * int(row[1]) if row else 0
 
     # ------------------------------------------------------------------ catalog
     def _catalog_write(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
