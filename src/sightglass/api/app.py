@@ -56,6 +56,7 @@ def create_app(
         Route("/metrics", self_metrics),
         *prom.make_routes(ctx),
         *ingest.make_routes(ctx),
+        *_optional_routes(ctx),
         *(extra_routes or []),
     ]
 
@@ -74,6 +75,30 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(_TimingMiddleware, ctx=ctx)
     return app
+
+
+# Features that add routes with ``make_routes(ctx)``; each lands with its issue.
+ROUTE_MODULES = [
+    ("sightglass.ingest.text_push", "make_import_routes"),
+    ("sightglass.ingest.scrape", "make_routes"),
+    ("sightglass.topology.routes", "make_routes"),
+    ("sightglass.web.routes", "make_routes"),
+]
+
+
+def _optional_routes(ctx: AppContext) -> list[BaseRoute]:
+    import importlib
+
+    out: list[BaseRoute] = []
+    for module, fn in ROUTE_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and module.startswith(e.name):
+                continue
+            raise
+        out.extend(getattr(mod, fn)(ctx))
+    return out
 
 
 class _TimingMiddleware:

@@ -1,0 +1,432 @@
+"""A fast parser for the Prometheus text format (0.0.4) and OpenMetrics 1.0.
+
+The hot path never parses labels twice: the raw series text of a line (``name{a="b",...}``) is the key
+of a cache that maps it to its :class:`SeriesKey`, so a scrape of known series costs a ``find``, a dict
+lookup and a ``split`` per line, and values are converted in bulk by numpy. Only a series seen for the
+first time goes through the full, validating label scanner.
+
+Errors are :class:`ParseError` with the line number and a reason, the way Prometheus reports them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sightglass.model import (
+    LABEL_NAME_RE,
+    METRIC_NAME_RE,
+    MetricMetadata,
+    MetricType,
+    SampleBatch,
+    SeriesKey,
+)
+
+_TYPES = {t.value: t for t in MetricType}
+_TYPE_ALIASES = {"untyped": MetricType.UNKNOWN}
+_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_gcount", "_gsum", "_info")
+
+
+class ParseError(ValueError):
+    """The exposition is malformed. ``line`` is 1-based."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class ParserLimits:
+    max_label_value_bytes: int = 16 * 1024
+    max_labels: int = 64
+    max_series_cache: int = 2_000_000
+
+
+@dataclass(slots=True)
+class ParseResult:
+    batch: SampleBatch
+    samples: int = 0
+    new_series: int = 0
+    families: int = 0
+    eof: bool = False
+
+
+@dataclass(slots=True)
+class _State:
+    metadata: dict[str, MetricMetadata] = field(default_factory=dict)
+
+
+def _unescape(v: str) -> str:
+    if "\\" not in v:
+        return v
+    out: list[str] = []
+    i, n = 0, len(v)
+    while i < n:
+        c = v[i]
+        if c == "\\" and i + 1 < n:
+            nxt = v[i + 1]
+            out.append("\n" if nxt == "n" else nxt)
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+_LABEL_RE = re.compile(r'[ \t]*([^=\s,"{}]*)[ \t]*=[ \t]*"([^"\\\n]*(?:\\.[^"\\\n]*)*)"[ \t]*(?:,|$)', re.S)
+
+
+_LABEL_PAT = r'[ \t]*([^=\s,"{}]*)[ \t]*=[ \t]*"([^"\\\n]*(?:\\.[^"\\\n]*)*)"[ \t]*'
+_BODY_RE = re.compile(f"(?:{_LABEL_PAT},)*(?:{_LABEL_PAT})?[ \t]*", re.S)
+_GOOD_NAMES: set[str] = set()
+
+
+def _label_error(body: str) -> str:
+    """Explain why a label set fails to parse."""
+    pos = 0
+    for m in _LABEL_RE.finditer(body):
+        if m.start() != pos:
+            break
+        pos = m.end()
+    rest = body[pos:].lstrip(" \t,")
+    eq = rest.find("=")
+    if eq < 0:
+        return f"expected '=' after label name in {rest[:40]!r}"
+    lname = rest[:eq].strip()
+    if not LABEL_NAME_RE.match(lname):
+        return f"invalid label name {lname!r}"
+    after = rest[eq + 1 :].lstrip()
+    if not after.startswith('"'):
+        return f"expected '\"' to start the value of label {lname!r}"
+    return f"unterminated or malformed quoted value for label {lname!r}"
+
+
+def parse_series(text: str, limits: ParserLimits) -> SeriesKey:
+    """Parse and validate ``name{label="value",...}`` (the part of a sample line before the value)."""
+    brace = text.find("{")
+    if brace < 0:
+        name = text
+        body = ""
+    else:
+        name = text[:brace]
+        if not text.endswith("}"):
+            raise ValueError("expected '}' at the end of the label set")
+        body = text[brace + 1 : -1]
+    labels: dict[str, str] = {}
+    if body:
+        if _BODY_RE.fullmatch(body) is None:
+            raise ValueError(_label_error(body))
+        pairs = _LABEL_RE.findall(body)
+        for lname, raw in pairs:
+            if lname not in _GOOD_NAMES:
+                if not LABEL_NAME_RE.match(lname) and not (lname == "__name__" and not name):
+                    raise ValueError(f"invalid label name {lname!r}")
+                if len(_GOOD_NAMES) < 10_000:
+                    _GOOD_NAMES.add(lname)
+            labels[lname] = _unescape(raw) if "\\" in raw else raw
+        if len(labels) != len(pairs):
+            seen: set[str] = set()
+            dup = next(ln for ln, _ in pairs if ln in seen or seen.add(ln))  # type: ignore[func-returns-value]
+            raise ValueError(f"duplicate label name {dup!r}")
+        max_bytes = limits.max_label_value_bytes
+        if len(body) > max_bytes:
+            for lname, value in labels.items():
+                size = len(value.encode())
+                if size > max_bytes:
+                    raise ValueError(
+                        f"value of label {lname!r} is {size} bytes, over the limit of {max_bytes}"
+                    )
+    if "__name__" in labels:
+        if name:
+            raise ValueError("metric name given twice (before the braces and as __name__)")
+        name = labels.pop("__name__")
+    if not name or not METRIC_NAME_RE.match(name):
+        raise ValueError(f"invalid metric name {name!r}")
+    if len(labels) > limits.max_labels:
+        raise ValueError(f"series has {len(labels)} labels, over the limit of {limits.max_labels}")
+    return SeriesKey(name, tuple(sorted(kv for kv in labels.items() if kv[1])))
+
+
+class TextParser:
+    """Parses expositions into :class:`SampleBatch` es, caching series across calls.
+
+    Keep one parser per target (scraper) or per stream (import) so the cache holds the series that
+    will come again. ``openmetrics`` selects timestamp units (seconds vs milliseconds) and ``# EOF``.
+    """
+
+    def __init__(self, limits: ParserLimits | None = None) -> None:
+        self.limits = limits or ParserLimits()
+        self._cache: dict[str, int] = {}
+        self._keys: list[SeriesKey] = []
+
+    def parse(
+        self,
+        text: str | bytes,
+        *,
+        openmetrics: bool = False,
+        default_ts_ms: int | None = None,
+        honor_timestamps: bool = True,
+        first_line: int = 1,
+    ) -> ParseResult:
+        """Parse a whole exposition (or a chunk of complete lines).
+
+        Lines without a timestamp get ``default_ts_ms`` (the scrape time); one is required then.
+        """
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ParseError(first_line, f"body is not valid UTF-8: {e}") from None
+        cache = self._cache
+        keys = self._keys
+        idx: list[int] = []
+        vals: list[str] = []
+        tss: list[str] = []
+        ts_pos: list[int] = []
+        metadata: dict[str, MetricMetadata] = {}
+        families: set[str] = set()
+        new_series = 0
+        eof = False
+        ts_mode = False
+        lineno = first_line - 1
+        for line in text.split("\n"):
+            lineno += 1
+            if not line:
+                continue
+            if not ts_mode:
+                # hottest path (a scrape: no timestamps): "<known series> <value>"
+                head, _, last = line.rpartition(" ")
+                sid = cache.get(head)
+                if sid is not None:
+                    idx.append(sid)
+                    vals.append(last)
+                    continue
+            # hot path: a known series ("name{...} value [ts]" or "name value [ts]")
+            j = line.find("} ")
+            if j > 0:
+                sid = cache.get(line[: j + 1])
+                rest = line[j + 2 :]
+            else:
+                j = line.find(" ")
+                sid = cache.get(line[:j]) if j > 0 else None
+                rest = line[j + 1 :]
+            if sid is None:
+                if eof:
+                    if line.strip():
+                        raise ParseError(lineno, "content after '# EOF'")
+                    continue
+                if line[-1] == "\r":
+                    line = line[:-1]
+                line = line.lstrip(" \t")
+                if not line:
+                    continue
+                if line[0] == "#":
+                    eof = self._comment(line, lineno, metadata, families, openmetrics)
+                    continue
+                sid, rest, is_new = self._new_series(line, lineno)
+                new_series += is_new
+            sp = rest.find(" ")
+            idx.append(sid)
+            if sp < 0:
+                vals.append(rest)
+                continue
+            parts = rest.split()
+            if not parts:
+                raise ParseError(lineno, "missing value")
+            vals.append(parts[0])
+            if len(parts) > 1 and parts[1] != "#":
+                if len(parts) > 2 and parts[2] != "#":
+                    raise ParseError(lineno, f"unexpected text after the timestamp: {' '.join(parts[2:])!r}")
+                tss.append(parts[1])
+                ts_pos.append(len(idx) - 1)
+                ts_mode = True
+        n = len(idx)
+        try:
+            values = (
+                np.array(list(map(float, vals)), dtype=np.float64) if n else np.empty(0, dtype=np.float64)
+            )
+        except ValueError:
+            for i, v in enumerate(vals):
+                try:
+                    float(v)
+                except ValueError:
+                    raise ParseError(first_line, f"invalid value {v!r} (sample {i + 1})") from None
+            raise
+        ts = np.empty(n, dtype=np.int64)
+        has_ts = np.zeros(n, dtype=bool)
+        if tss:
+            try:
+                if openmetrics:
+                    tsf = np.array(tss, dtype=np.str_).astype(np.float64)
+                    if not np.all(np.isfinite(tsf)):
+                        raise ValueError("non-finite timestamp")
+                    tsv = np.round(tsf * 1000).astype(np.int64)
+                else:
+                    tsv = np.array([int(t) for t in tss], dtype=np.int64)
+            except ValueError:
+                bad = next((t for t in tss if not _is_number(t, openmetrics)), tss[0])
+                raise ParseError(first_line, f"invalid timestamp {bad!r}") from None
+            pos = np.asarray(ts_pos, dtype=np.int64)
+            ts[pos] = tsv
+            has_ts[pos] = True
+        if not honor_timestamps:
+            has_ts[:] = False
+        if not has_ts.all():
+            if default_ts_ms is None:
+                raise ParseError(first_line, "samples without a timestamp and no scrape time to assign")
+            ts[~has_ts] = default_ts_ms
+        sids = np.asarray(idx, dtype=np.int64)
+        if n > 1:
+            order = np.lexsort((ts, sids))
+            s_sorted, t_sorted = sids[order], ts[order]
+            dup = (s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] == t_sorted[:-1])
+            if dup.any():
+                k = int(np.flatnonzero(dup)[0])
+                raise ParseError(
+                    first_line,
+                    f"duplicate sample for series {keys[int(s_sorted[k])].text()} at timestamp "
+                    f"{int(t_sorted[k])}",
+                )
+        if n:
+            uniq, inverse = np.unique(sids, return_inverse=True)
+            series = [keys[int(i)] for i in uniq]
+        else:
+            inverse, series = np.empty(0, dtype=np.int64), []
+        batch = SampleBatch(
+            series=series,
+            series_index=inverse.astype(np.int64),
+            ts_ms=ts,
+            values=values,
+            metadata=metadata,
+        )
+        return ParseResult(batch=batch, samples=n, new_series=new_series, families=len(families), eof=eof)
+
+    def _new_series(self, line: str, lineno: int) -> tuple[int, str, int]:
+        """Resolve a line whose series is not cached: returns (series index, rest of line, 1 if new)."""
+        cache, keys, limits = self._cache, self._keys, self.limits
+        if line.endswith("\r"):
+            line = line[:-1]
+        j = line.find("} ")
+        if j < 0:
+            j = line.find("}\t")
+        key = None
+        if j > 0 and line.find("{", 0, j) >= 0:
+            series_text, rest = line[: j + 1], line[j + 2 :]
+            try:  # the candidate is right unless a label value contains "} "; then it fails to parse
+                key = parse_series(series_text, limits)
+            except ValueError:
+                key = None
+        if key is None:
+            series_text, rest = self._split_slow(line, lineno)
+            sid = cache.get(series_text)
+            if sid is not None:
+                return sid, rest, 0
+            try:
+                key = parse_series(series_text, limits)
+            except ValueError as e:
+                raise ParseError(lineno, str(e)) from None
+        rest = rest.strip()
+        if not rest:
+            raise ParseError(lineno, f"expected a value after the series in {line[:80]!r}")
+        sid = cache.get(series_text)
+        if sid is not None:
+            return sid, rest, 0
+        sid = len(keys)
+        keys.append(key)
+        if len(cache) < limits.max_series_cache:
+            cache[series_text] = sid
+        return sid, rest, 1
+
+    def _split_slow(self, line: str, lineno: int) -> tuple[str, str]:
+        """Quote-aware split of a sample line into (series text, rest)."""
+        brace = line.find("{")
+        sp = min((x for x in (line.find(" "), line.find("\t")) if x >= 0), default=-1)
+        if brace < 0 or (0 <= sp < brace):
+            if sp < 0:
+                raise ParseError(lineno, f"expected a value after the series in {line[:80]!r}")
+            return line[:sp], line[sp + 1 :]
+        i, n, inq = brace + 1, len(line), False
+        while i < n:
+            c = line[i]
+            if inq:
+                if c == "\\":
+                    i += 2
+                    continue
+                if c == '"':
+                    inq = False
+            elif c == '"':
+                inq = True
+            elif c == "}":
+                return line[: i + 1], line[i + 1 :]
+            i += 1
+        raise ParseError(lineno, "unterminated label set (missing '}' or '\"')")
+
+    def _comment(
+        self,
+        line: str,
+        lineno: int,
+        metadata: dict[str, MetricMetadata],
+        families: set[str],
+        openmetrics: bool,
+    ) -> bool:
+        parts = line.split(None, 3)
+        if len(parts) >= 2 and parts[1] == "EOF" and len(parts) == 2:
+            return True
+        if len(parts) < 3 or parts[1] not in ("HELP", "TYPE", "UNIT"):
+            return False  # a plain comment
+        kind, name = parts[1], parts[2]
+        if not METRIC_NAME_RE.match(name):
+            raise ParseError(lineno, f"invalid metric name {name!r} in # {kind}")
+        text = parts[3] if len(parts) > 3 else ""
+        md = metadata.get(name) or MetricMetadata(name)
+        families.add(name)
+        if kind == "HELP":
+            md = MetricMetadata(name, md.type, _unescape(text), md.unit)
+        elif kind == "TYPE":
+            t = _TYPES.get(text.strip()) or _TYPE_ALIASES.get(text.strip())
+            if t is None:
+                raise ParseError(lineno, f"invalid metric type {text.strip()!r} for {name}")
+            md = MetricMetadata(name, t, md.help, md.unit)
+        else:
+            md = MetricMetadata(name, md.type, md.help, text.strip())
+        metadata[name] = md
+        return False
+
+
+def _is_number(t: str, openmetrics: bool) -> bool:
+    try:
+        if openmetrics:
+            float(t)
+        else:
+            int(t)
+        return True
+    except ValueError:
+        return False
+
+
+def family_of(metric: str, metadata: dict[str, MetricMetadata]) -> str:
+    """The family a sample name belongs to (``x_bucket`` → ``x`` when ``x`` is a known family)."""
+    if metric in metadata:
+        return metric
+    for suf in _SUFFIXES:
+        if metric.endswith(suf) and metric[: -len(suf)] in metadata:
+            return metric[: -len(suf)]
+    return metric
+
+
+def parse_text(
+    text: str | bytes,
+    *,
+    openmetrics: bool = False,
+    default_ts_ms: int | None = None,
+    limits: ParserLimits | None = None,
+) -> SampleBatch:
+    """Parse one exposition with a throwaway parser (convenient; keep a TextParser for speed)."""
+    return TextParser(limits).parse(text, openmetrics=openmetrics, default_ts_ms=default_ts_ms).batch
+
+
+def is_openmetrics(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "application/openmetrics-text"
