@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sightglass.model import Matcher, MetricMetadata, MetricType, SampleBatch, SampleBatchBuilder, SeriesKey
 from sightglass.store.base import LimitExceeded, StoreError
 from sightglass.store.duckdb import DAY_MS, DuckDBStore, StoreOptions
+from sightglass.store.duckdb import HOUR_MS as HOUR
 
 
 def _batch(n_series: int, n_samples: int, t0: int = 1_700_000_000_000, step: int = 10_000) -> SampleBatch:
@@ -170,6 +171,7 @@ def test_rollups_have_counts_extremes_and_reset_adjusted_increase(store: DuckDBS
     store.compact()
     sid = store.select_ids([Matcher("__name__", "=", "c_total")])
     tbl = store.read_rollup(sid, 0, 10**9, "5m").to_pylist()
+    assert [r["ts"] for r in tbl] == [600_000]  # buckets are [start, start + 5m), named by their start
     assert [r["cnt"] for r in tbl] == [6]
     assert tbl[0]["min"] == 1 and tbl[0]["max"] == 3 and tbl[0]["last"] == 3 and tbl[0]["sum"] == 12
     # increases 1,1 then a reset to 1 (counts 1), then 1,1
@@ -181,7 +183,8 @@ def test_rollups_have_counts_extremes_and_reset_adjusted_increase(store: DuckDBS
     store.compact()
     tbl = store.read_rollup(sid, 0, 10**9, "5m").to_pylist()
     assert [r["cnt"] for r in tbl] == [6, 1]
-    assert tbl[1]["inc"] == 0  # a lone late sample has no predecessor in its compaction chunk
+    # the late sample unsealed the day; sealing it again recomputed its rollups across the whole day
+    assert tbl[1]["inc"] == 6 and tbl[1]["last"] == 9
 
 
 def test_retention_drops_whole_days_counting_from_newest_sample(tmp_path: Path) -> None:
@@ -240,13 +243,45 @@ def test_select_ids_is_vectorised_over_many_series(store: DuckDBStore) -> None:
 
 
 def test_big_backfill_compacts_as_it_goes(tmp_path: Path) -> None:
-    opts = StoreOptions(compact_every_s=3600, head_max_rows=200, head_ms=60_000)
+    opts = StoreOptions(compact_every_s=3600, head_max_rows=2000, head_ms=600_000)
+    n = 16 * 6 * 180
     with DuckDBStore(tmp_path, options=opts) as s:
-        for j in range(30):  # 30 minutes of 16 series at 10 s, written in 1-minute batches
-            s.append(_batch(16, 6, t0=1_700_000_000_000 + j * 60_000))
+        for j in range(180):  # 3 hours of 16 series at 10 s, written in 1-minute batches
+            s.append(_batch(16, 6, t0=1_699_999_200_000 + j * 60_000))
         st_ = s.stats()
-        assert st_["compacted_samples"] > 0 and st_["head_samples"] < 16 * 6 * 30
-        assert st_["head_samples"] + st_["compacted_samples"] == 16 * 6 * 30
+        assert st_["compacted_samples"] > 0 and st_["head_samples"] < n
+        assert st_["head_samples"] + st_["compacted_samples"] == n
         assert 0 <= st_["used_bytes"] <= st_["file_bytes"]
         got = s.select([Matcher("__name__", "=", "gpu_temp")], 0, 2**62)
-        assert sum(len(x) for x in got) == 16 * 6 * 30
+        assert sum(len(x) for x in got) == n
+
+
+def test_closed_days_are_sealed_sorted_with_rollups(tmp_path: Path) -> None:
+    opts = StoreOptions(compact_every_s=3600, head_ms=HOUR, retention_ms=10 * DAY_MS)
+    with DuckDBStore(tmp_path, options=opts) as s:
+        # day 1 arrives in hourly batches (arrival order interleaves series), then day 2 starts
+        for h in range(26):
+            s.append(_batch(4, 360, t0=DAY_MS * 20_000 + h * HOUR, step=10_000))
+        s._compact(s.cursor(), force=False)
+        cur = s.cursor()
+        assert cur.execute("SELECT key FROM meta WHERE key LIKE 'sealed:%'").fetchall() == [
+            ("sealed:" + s.partitions()[0][8:],)
+        ]
+        rows = cur.execute(f"SELECT series_id, ts FROM {s.partitions()[0]}").fetchall()
+        assert rows == sorted(rows) and len(rows) == 4 * 360 * 24
+        assert s.read_rollup(np.arange(4), 0, 2**62, "1h").num_rows == 4 * 24  # buckets [h, h+1h) inside the day
+        assert s.stats()["head_samples"] > 0  # the newest hour stays in the head
+
+
+def test_compaction_after_a_crash_with_a_wal(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\nfrom sightglass.model import SampleBatch\nfrom sightglass.store.duckdb import DuckDBStore\n"
+        "s = DuckDBStore(sys.argv[1])\ns.append(SampleBatch.from_rows([('m', {}, 1000, 1.0)]))\nos._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    with DuckDBStore(tmp_path) as s:
+        assert s.compact() == 1
+        assert s.stats()["wal_bytes"] == 0

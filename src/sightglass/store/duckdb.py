@@ -198,8 +198,8 @@ class DuckDBStore:
     def _migrate(self) -> None:
         con = self._con
         con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        version = int(rows[0][0]) if rows else 0
         if version > len(MIGRATIONS):
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this Sightglass "
@@ -443,85 +443,132 @@ class DuckDBStore:
             return moved
 
     def _compact(self, cur: duckdb.DuckDBPyConnection, *, force: bool) -> int:
+        """Move head samples into day tables in whole-hour slices, then seal the days that closed.
+
+        Only whole hours older than ``head_ms`` behind the newest sample move (``force``: all of it),
+        each slice sorted by (series_id, ts). A day whose data has all moved is *sealed*: rewritten once
+        fully sorted (~2.7 B/sample instead of ~6 for hourly slices) and rolled up. Late data for a
+        sealed day unseals it; it is sealed again, with fresh rollups, on a later pass.
+        """
         with self._lock:
             row = cur.execute("SELECT count(*), min(ts), max(ts) FROM samples_head").fetchone()
             assert row is not None
             n, min_ts, max_ts = row
-            if not n:
-                return 0
-            if force:
-                cutoff = max_ts + 1
-            else:
-                cutoff = ((max_ts - self.options.head_ms) // MINUTE_MS) * MINUTE_MS
-                if cutoff <= min_ts:
-                    return 0
+            moved = 0
+            if n:
+                if force:
+                    cutoff = max_ts + 1
+                else:
+                    cutoff = ((max_ts - self.options.head_ms) // HOUR_MS) * HOUR_MS
+                if cutoff > min_ts:
+                    moved = self._move(cur, min_ts, cutoff)
+            sealed_until = max_ts + 1 if force and n else self._moved_until(cur)
+            self._seal_closed_days(cur, sealed_until, include_partial=force)
+            self._head_rows = self.count("samples_head")
+            return moved
+
+    def _moved_until(self, cur: duckdb.DuckDBPyConnection) -> int:
+        """Everything before this time has left the head."""
+        row = cur.execute("SELECT min(ts) FROM samples_head").fetchone()
+        if row and row[0] is not None:
+            return int(row[0])
+        return max(self._last_ms.values(), default=0) + 1
+
+    def _move(self, cur: duckdb.DuckDBPyConnection, min_ts: int, cutoff: int) -> int:
+        moved = 0
+        cur.execute("BEGIN")
+        try:
+            day_lo = (min_ts // DAY_MS) * DAY_MS
+            for day_start in range(day_lo, cutoff, DAY_MS):
+                lo, hi = day_start, min(day_start + DAY_MS, cutoff)
+                day = _day_of(day_start)
+                table = f"samples_{day}"
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} "
+                    "(series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)"
+                )
+                cur.execute(
+                    f"INSERT INTO {table} SELECT series_id, ts, value FROM samples_head "
+                    "WHERE ts >= ? AND ts < ? ORDER BY series_id, ts",
+                    [lo, hi],
+                )
+                row = cur.execute("SELECT count(*) FROM samples_head WHERE ts >= ? AND ts < ?", [lo, hi]).fetchall()
+                moved_here = int(row[0][0])
+                moved += moved_here
+                if moved_here and self._is_sealed(cur, day):
+                    # late data for a sealed day: drop its rollups, seal it again later
+                    self._unseal(cur, day, day_start)
+            cur.execute(
+                "UPDATE series SET last_ms = s.last FROM (SELECT series_id, max(ts) AS last "
+                "FROM samples_head WHERE ts < ? GROUP BY series_id) s "
+                "WHERE series.id = s.series_id AND (series.last_ms IS NULL OR series.last_ms < s.last)",
+                [cutoff],
+            )
+            # rewrite the head without the moved rows (a DELETE would leave holes in the file)
+            cur.execute("CREATE TABLE samples_head_new AS SELECT * FROM samples_head WHERE ts >= ?", [cutoff])
+            cur.execute("DROP TABLE samples_head")
+            cur.execute("ALTER TABLE samples_head_new RENAME TO samples_head")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        for sid, last in cur.execute("SELECT id, last_ms FROM series WHERE last_ms IS NOT NULL").fetchall():
+            self._last_ms[sid] = last
+        return moved
+
+    @staticmethod
+    def _is_sealed(cur: duckdb.DuckDBPyConnection, day: str) -> bool:
+        return bool(cur.execute("SELECT 1 FROM meta WHERE key = ?", [f"sealed:{day}"]).fetchall())
+
+    @staticmethod
+    def _unseal(cur: duckdb.DuckDBPyConnection, day: str, day_start: int) -> None:
+        cur.execute("DELETE FROM meta WHERE key = ?", [f"sealed:{day}"])
+        for table in ("rollup_5m", "rollup_1h"):
+            cur.execute(f"DELETE FROM {table} WHERE ts >= ? AND ts < ?", [day_start, day_start + DAY_MS])
+
+    def _seal_closed_days(self, cur: duckdb.DuckDBPyConnection, moved_until: int, *, include_partial: bool) -> None:
+        for table in self.partitions():
+            day = table[len("samples_") :]
+            day_start = int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
+            closed = day_start + DAY_MS <= moved_until
+            if not closed and not (include_partial and day_start < moved_until):
+                continue
+            if self._is_sealed(cur, day):
+                continue
             cur.execute("BEGIN")
             try:
-                day_lo = (min_ts // DAY_MS) * DAY_MS
-                moved = 0
-                for day_start in range(day_lo, cutoff, DAY_MS):
-                    lo, hi = day_start, min(day_start + DAY_MS, cutoff)
-                    table = f"samples_{_day_of(day_start)}"
-                    cur.execute(
-                        f"CREATE TABLE IF NOT EXISTS {table} "
-                        "(series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)"
-                    )
-                    cur.execute(
-                        f"INSERT INTO {table} SELECT series_id, ts, value FROM samples_head "
-                        "WHERE ts >= ? AND ts < ? ORDER BY series_id, ts",
-                        [lo, hi],
-                    )
-                    moved += self._rollup(cur, lo, hi)
-                cur.execute(
-                    "UPDATE series SET last_ms = s.last FROM (SELECT series_id, max(ts) AS last "
-                    "FROM samples_head WHERE ts < ? GROUP BY series_id) s "
-                    "WHERE series.id = s.series_id AND (series.last_ms IS NULL OR series.last_ms < s.last)",
-                    [cutoff],
-                )
-                # rewrite the head without the moved rows (a DELETE would leave holes in the file)
-                cur.execute(
-                    "CREATE TABLE samples_head_new AS SELECT * FROM samples_head WHERE ts >= ?", [cutoff]
-                )
-                cur.execute("DROP TABLE samples_head")
-                cur.execute("ALTER TABLE samples_head_new RENAME TO samples_head")
+                cur.execute(f"CREATE TABLE {table}_sorted AS SELECT * FROM {table} ORDER BY series_id, ts")
+                cur.execute(f"DROP TABLE {table}")
+                cur.execute(f"ALTER TABLE {table}_sorted RENAME TO {table}")
+                self._rollup(cur, table, day_start)
+                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"sealed:{day}", str(int(time.time()))])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            for sid, last in cur.execute(
-                "SELECT id, last_ms FROM series WHERE last_ms IS NOT NULL"
-            ).fetchall():
-                self._last_ms[sid] = last
-            self._head_rows = self.count("samples_head")
-            return moved
 
-    def _rollup(self, cur: duckdb.DuckDBPyConnection, lo: int, hi: int) -> int:
-        """Add 1-minute and 1-hour rollups for head samples in [lo, hi); returns the rows rolled up."""
-        for table, width, full in (("rollup_5m", 5 * MINUTE_MS, False), ("rollup_1h", HOUR_MS, True)):
-            # the 5-minute rollup keeps only what cheap long-range dashboards need, so it stays far
-            # smaller than the raw data; the hourly one keeps first/last with their times too
-            extra = (
-                "arg_min(value, ts), arg_max(value, ts), min(ts), max(ts)," if full else "arg_max(value, ts),"
-            )
-            # bucket end is exclusive-left, inclusive-right: (ts_end - width, ts_end], like PromQL ranges
+    def _rollup(self, cur: duckdb.DuckDBPyConnection, table: str, day_start: int) -> None:
+        """5-minute and hourly rollups of one whole (sealed) day, written sorted by (series_id, ts)."""
+        for rtable, width, full in (("rollup_5m", 5 * MINUTE_MS, False), ("rollup_1h", HOUR_MS, True)):
+            # the 5-minute rollup keeps only what long-range dashboards need, so it stays far smaller
+            # than the raw data; the hourly one keeps first/last with their times too
+            extra = "arg_min(value, ts), arg_max(value, ts), min(ts), max(ts)," if full else "arg_max(value, ts),"
+            # buckets are [start, start + width), named by their start, so a day's buckets stay inside it
             cur.execute(
                 f"""
-                INSERT INTO {table}
+                INSERT INTO {rtable}
                 WITH s AS (
                     SELECT series_id, ts, value,
                            value - lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS d
-                    FROM samples_head WHERE ts >= ? AND ts < ? AND value IS NOT NULL
+                    FROM {table} WHERE value IS NOT NULL
                 )
                 SELECT series_id,
-                       (ceil(ts / {width}.0) * {width})::BIGINT AS b,
+                       (floor(ts / {width}.0) * {width})::BIGINT AS b,
                        count(*)::INTEGER, sum(value), min(value), max(value), {extra}
                        sum(CASE WHEN d IS NULL THEN 0 WHEN d < 0 THEN value ELSE d END)
-                FROM s GROUP BY series_id, b
-                """,
-                [lo, hi],
+                FROM s GROUP BY series_id, b ORDER BY series_id, b
+                """
             )
-        row = cur.execute("SELECT count(*) FROM samples_head WHERE ts >= ? AND ts < ?", [lo, hi]).fetchone()
-        return int(row[0]) if row else 0
 
     def partitions(self) -> list[str]:
         rows = (
@@ -631,7 +678,8 @@ class DuckDBStore:
         return out
 
     def read_rollup(self, ids: np.ndarray, start_ms: int, end_ms: int, resolution: str = "5m") -> pa.Table:
-        """Rollup rows per series and bucket end ``ts`` (buckets cover ``(ts - width, ts]``): cnt, sum,
+        """Rollup rows per series and bucket start ``ts`` (buckets cover ``[ts, ts + width)``; those
+        starting in ``[start_ms, end_ms)`` are returned; rollups exist for sealed days): cnt, sum,
         min, max, last, inc; ``1h`` also has first, first_ts and last_ts. A bucket written twice (late
         data after compaction) is merged here; its 5-minute ``last`` is then the later write's."""
         if resolution not in ("5m", "1h"):
@@ -650,7 +698,7 @@ class DuckDBStore:
             return cur.sql(
                 f"SELECT series_id, ts, sum(cnt)::BIGINT AS cnt, sum(sum) AS sum, min(min) AS min, max(max) AS max, "
                 f"{firsts}sum(inc) AS inc FROM {table} r SEMI JOIN _ids ON r.series_id = _ids.id "
-                "WHERE ts > ? AND ts <= ? GROUP BY series_id, ts ORDER BY series_id, ts",
+                "WHERE ts >= ? AND ts < ? GROUP BY series_id, ts ORDER BY series_id, ts",
                 params=[start_ms, end_ms],
             ).to_arrow_table()
         finally:
