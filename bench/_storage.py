@@ -1,0 +1,154 @@
+"""Where a Sightglass store's bytes go: per-table size, bytes/sample, DuckDB's compression per column."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from sightglass.store.duckdb import DB_FILENAME, DuckDBStore, StoreOptions
+
+
+@dataclass
+class StoreReport:
+    samples: int = 0
+    matching: int = 0  # samples of series whose metric name starts with ``metric_prefix``
+    file_bytes: int = 0
+    wal_bytes: int = 0
+    table_bytes: dict[str, int] = field(default_factory=dict)  # each table alone, copied into a fresh file
+    table_rows: dict[str, int] = field(default_factory=dict)
+    compression: dict[str, list[tuple[str, str, int, int]]] = field(default_factory=dict)
+
+    def partition_bytes(self) -> int:
+        return sum(b for t, b in self.table_bytes.items() if t.startswith("samples_"))
+
+
+COMPACT_ERRORS: list[str] = []
+
+
+def compact_store(data_dir: Path) -> int:
+    """Open a stopped server's store, move every head sample into day partitions, CHECKPOINT.
+
+    If ``DuckDBStore.compact`` fails on its final CHECKPOINT (seen with DuckDB 2.0: "other write
+    transactions active"), the moved rows are already committed: close the store and CHECKPOINT from a
+    fresh connection instead, and remember the error for the report.
+    """
+    store = DuckDBStore(data_dir, options=StoreOptions(compact_every_s=1e9))
+    moved = -1
+    try:
+        moved = store.compact(force=True)
+    except duckdb.Error as e:
+        COMPACT_ERRORS.append(f"{type(e).__name__}: {e}")
+    finally:
+        store.close()
+    con = duckdb.connect(str(data_dir / DB_FILENAME))
+    try:
+        con.execute("FORCE CHECKPOINT")
+    finally:
+        con.close()
+    return moved
+
+
+def _empty_db_bytes(tmp: Path) -> int:
+    p = tmp / "empty.duckdb"
+    con = duckdb.connect(str(p))
+    con.execute("CREATE TABLE x (a INTEGER)")
+    con.execute("CHECKPOINT")
+    con.close()
+    return p.stat().st_size
+
+
+def table_alone_bytes(con: duckdb.DuckDBPyConnection, select_sql: str, tmp: Path, name: str) -> int:
+    """Bytes a query's result takes as the only table of a fresh DuckDB file (order preserved)."""
+    p = tmp / f"{name}.duckdb"
+    if p.exists():
+        p.unlink()
+    con.execute(f"ATTACH '{p}' AS t_{name}")
+    try:
+        con.execute(f"CREATE TABLE t_{name}.x AS {select_sql}")
+        con.execute("CHECKPOINT " + f"t_{name}")
+    finally:
+        con.execute(f"DETACH t_{name}")
+    size = p.stat().st_size
+    p.unlink()
+    return size
+
+
+def compression_of(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str, int, int]]:
+    """``(column, compression, segments, rows)`` from ``pragma_storage_info`` (validity columns skipped)."""
+    rows = con.execute(
+        "SELECT column_name, compression, count(*), sum(count) FROM pragma_storage_info(?) "
+        "WHERE segment_type <> 'VALIDITY' GROUP BY 1, 2 ORDER BY 1, 3 DESC",
+        [table],
+    ).fetchall()
+    return [(str(c), str(k), int(n), int(r)) for c, k, n, r in rows]
+
+
+def analyse(
+    data_dir: Path,
+    tables: tuple[str, ...] = ("series",),
+    metric_prefix: str = "DCGM_",
+) -> StoreReport:
+    """Size up a compacted, closed store: day partitions, head, ``tables`` and every ``rollup_*`` table."""
+    path = data_dir / DB_FILENAME
+    rep = StoreReport(file_bytes=path.stat().st_size)
+    wal = path.with_name(path.name + ".wal")
+    rep.wal_bytes = wal.stat().st_size if wal.exists() else 0
+    con = duckdb.connect(str(path), config={"threads": 2})
+    try:
+        names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        parts = [t for t in names if t.startswith("samples_") and t != "samples_head"]
+        with tempfile.TemporaryDirectory(prefix="sgbench-size-") as d:
+            tmp = Path(d)
+            base = _empty_db_bytes(tmp)
+            rollups = [t for t in names if t.startswith("rollup_")]
+            for t in [*parts, "samples_head", *tables, *rollups]:
+                if t not in names:
+                    continue
+                n = con.execute(f"SELECT count(*) FROM {t}").fetchone()
+                rep.table_rows[t] = int(n[0]) if n else 0
+                if rep.table_rows[t]:
+                    rep.table_bytes[t] = max(
+                        0, table_alone_bytes(con, f"SELECT * FROM main.{t}", tmp, "c") - base
+                    )
+                    rep.compression[t] = compression_of(con, t)
+        rep.samples = sum(rep.table_rows.get(t, 0) for t in [*parts, "samples_head"])
+        for t in [*parts, "samples_head"]:
+            row = con.execute(
+                f"SELECT count(*) FROM {t} JOIN series ON series.id = {t}.series_id WHERE starts_with(metric, ?)",
+                [metric_prefix],
+            ).fetchone()
+            rep.matching += int(row[0]) if row else 0
+    finally:
+        con.close()
+    return rep
+
+
+def format_report(rep: StoreReport, title: str) -> str:
+    n = max(rep.samples, 1)
+    lines = [
+        f"{title}: {rep.samples:,} samples, file {rep.file_bytes / 1e6:,.1f} MB = {rep.file_bytes / n:.2f} B/sample"
+        f" (WAL {rep.wal_bytes:,} B)",
+        "  each table alone in a fresh file:",
+    ]
+    for t, b in rep.table_bytes.items():
+        lines.append(
+            f"    {t:<18} {rep.table_rows[t]:>13,} rows {b / 1e6:>10,.1f} MB  {b / n:>6.2f} B/sample"
+        )
+    lines.append("  compression DuckDB picked (pragma_storage_info: column, compression, segments, rows):")
+    for t, comp in rep.compression.items():
+        if not (t.startswith("samples_") or t.startswith("rollup_")):
+            continue
+        per_col: dict[str, list[str]] = {}
+        for col, kind, segs, rows in comp:
+            per_col.setdefault(col, []).append(f"{kind} {segs} seg/{rows:,}")
+        lines.append(f"    {t}: " + "; ".join(f"{c}: {', '.join(v)}" for c, v in per_col.items()))
+    return "\n".join(lines)
+
+
+def env_info() -> dict[str, Any]:
+    return {"duckdb": duckdb.__version__, "cpus": os.cpu_count()}
