@@ -67,6 +67,15 @@ class SeriesKey:
 
     metric: str
     labels: Labels
+    _hash: int = field(default=0, compare=False, repr=False)
+
+    def __hash__(self) -> int:
+        # series keys are dict keys on every ingest path: hash once, not per lookup
+        h = self._hash
+        if not h:
+            h = hash((self.metric, self.labels)) or 1
+            object.__setattr__(self, "_hash", h)
+        return h
 
     @classmethod
     def of(cls, metric: str, labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> SeriesKey:

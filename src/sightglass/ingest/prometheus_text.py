@@ -192,11 +192,23 @@ class TextParser:
         eof = False
         ts_mode = False
         lineno = first_line - 1
-        for line in text.split("\n"):
+        lines = text.split("\n")
+        for line in lines:
             lineno += 1
             if not line:
                 continue
-            if not ts_mode:
+            if ts_mode:
+                # hottest path of a back-fill: "<known series> <value> <timestamp>"
+                p3 = line.rsplit(" ", 2)
+                if len(p3) == 3:
+                    sid = cache.get(p3[0])
+                    if sid is not None:
+                        ts_pos.append(len(idx))
+                        idx.append(sid)
+                        vals.append(p3[1])
+                        tss.append(p3[2])
+                        continue
+            else:
                 # hottest path (a scrape: no timestamps): "<known series> <value>"
                 head, _, last = line.rpartition(" ")
                 sid = cache.get(head)
@@ -214,10 +226,6 @@ class TextParser:
                 sid = cache.get(line[:j]) if j > 0 else None
                 rest = line[j + 1 :]
             if sid is None:
-                if eof:
-                    if line.strip():
-                        raise ParseError(lineno, "content after '# EOF'")
-                    continue
                 if line[-1] == "\r":
                     line = line[:-1]
                 line = line.lstrip(" \t")
@@ -225,6 +233,12 @@ class TextParser:
                     continue
                 if line[0] == "#":
                     eof = self._comment(line, lineno, metadata, families, openmetrics)
+                    if eof:
+                        trailing = lines[lineno - first_line + 1 :]
+                        bad = next((k for k, t in enumerate(trailing) if t.strip()), None)
+                        if bad is not None:
+                            raise ParseError(lineno + 1 + bad, "content after '# EOF'")
+                        break
                     continue
                 sid, rest, is_new = self._new_series(line, lineno)
                 new_series += is_new
@@ -267,8 +281,8 @@ class TextParser:
                 else:
                     tsv = np.array([int(t) for t in tss], dtype=np.int64)
             except ValueError:
-                bad = next((t for t in tss if not _is_number(t, openmetrics)), tss[0])
-                raise ParseError(first_line, f"invalid timestamp {bad!r}") from None
+                bad_ts = next((t for t in tss if not _is_number(t, openmetrics)), tss[0])
+                raise ParseError(first_line, f"invalid timestamp {bad_ts!r}") from None
             pos = np.asarray(ts_pos, dtype=np.int64)
             ts[pos] = tsv
             has_ts[pos] = True
