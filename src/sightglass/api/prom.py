@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,11 +31,16 @@ async def _params(request: Request) -> dict[str, list[str]]:
         out.setdefault(k, []).append(v)
     if request.method == "POST":
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("application/x-www-form-urlencoded") or ctype.startswith("multipart/form-data"):
+        if ctype.startswith("application/x-www-form-urlencoded"):
+            # parsed here: starlette's request.form() needs the optional python-multipart package
+            body = (await request.body()).decode("utf-8", "replace")
+            for k, v in parse_qsl(body, keep_blank_values=True):
+                out.setdefault(k, []).append(v)
+        elif ctype.startswith("multipart/form-data"):
             form = await request.form()
-            for k, v in form.multi_items():
-                if isinstance(v, str):
-                    out.setdefault(k, []).append(v)
+            for k, item in form.multi_items():
+                if isinstance(item, str):
+                    out.setdefault(k, []).append(item)
     return out
 
 
@@ -95,8 +101,9 @@ def make_routes(ctx: AppContext) -> list[Route]:
                 raise APIError('invalid parameter "query": unknown position: parse error: no expression found in input')
             t = _time(params, "time", now_ms())
             assert t is not None
+            limit = _timeout_s(ctx, params)
             res = await asyncio.wait_for(
-                asyncio.to_thread(ctx.engine.instant, q, t), timeout=_timeout_s(ctx, params)
+                asyncio.to_thread(ctx.engine.instant, q, t, timeout_s=limit), timeout=limit + 1
             )
             return success(res.to_api(), res.warnings)
 
@@ -126,8 +133,9 @@ def make_routes(ctx: AppContext) -> list[Route]:
                     "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query "
                     "resolution (?step=XX)"
                 )
+            limit = _timeout_s(ctx, params)
             res = await asyncio.wait_for(
-                asyncio.to_thread(ctx.engine.range, q, start, end, step), timeout=_timeout_s(ctx, params)
+                asyncio.to_thread(ctx.engine.range, q, start, end, step, timeout_s=limit), timeout=limit + 1
             )
             return success(res.to_api(), res.warnings)
 

@@ -34,6 +34,23 @@ def format_value(v: float) -> str:
     return s
 
 
+def format_values(values: np.ndarray) -> list[str]:
+    """:func:`format_value` over an array; the common case (no exponent, NaN or Inf) stays cheap."""
+    out = [repr(v) for v in values.tolist()]
+    for i, s in enumerate(out):
+        if s.endswith(".0"):
+            out[i] = s[:-2]
+        elif "e" in s or "n" in s:  # exponents, nan, inf
+            out[i] = format_value(float(values[i]))
+    return out
+
+
+def format_timestamps(ts_ms: np.ndarray) -> list[Any]:
+    if not len(ts_ms) or not (ts_ms % 1000).any():
+        return list((ts_ms // 1000).tolist())
+    return [format_ts(t) for t in ts_ms.tolist()]
+
+
 def format_ts(ts_ms: int) -> float | int:
     """Unix seconds as a JSON number, with millisecond precision."""
     if ts_ms % 1000 == 0:
@@ -70,14 +87,18 @@ class QueryResult:
         """The ``data`` member of the Prometheus API envelope."""
         if self.result_type == "vector":
             result: Any = [
-                {"metric": s.labels, "value": [format_ts(s.ts_ms), format_value(s.value)]} for s in self.vector
+                {"metric": s.labels, "value": [format_ts(s.ts_ms), format_value(s.value)]}
+                for s in self.vector
             ]
         elif self.result_type == "matrix":
             result = [
                 {
                     "metric": s.labels,
                     "values": [
-                        [format_ts(int(t)), format_value(float(v))] for t, v in zip(s.ts_ms, s.values, strict=True)
+                        list(p)
+                        for p in zip(
+                            format_timestamps(s.ts_ms), format_values(np.asarray(s.values)), strict=True
+                        )
                     ],
                 }
                 for s in self.matrix

@@ -1,0 +1,162 @@
+"""Values the evaluator passes around, evaluated at every step of a query at once.
+
+An instant vector is a label set per series and two ``(series, steps)`` arrays: the values and a mask
+of where the series has a sample. A range vector keeps each series' raw samples packed in one array
+(``off`` marks where each series starts) with a window per step; functions over it slice the windows
+with ``searchsorted`` instead of re-reading the store per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sightglass.promql.result import QueryError
+
+LabelSet = dict[str, str]
+NAME = "__name__"
+
+
+def label_key(labels: LabelSet) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+def drop_name(labels: LabelSet) -> LabelSet:
+    if NAME not in labels:
+        return labels
+    return {k: v for k, v in labels.items() if k != NAME}
+
+
+@dataclass(slots=True)
+class Scalar:
+    """One value per step."""
+
+    v: np.ndarray
+
+
+@dataclass(slots=True)
+class String:
+    s: str
+
+
+@dataclass(slots=True)
+class Vector:
+    """An instant vector over all steps: ``v``/``m`` have shape ``(len(labels), steps)``.
+
+    ``sample_ts`` holds the sample timestamps (ms) when the vector comes straight from a selector,
+    for ``timestamp()``.
+    """
+
+    labels: list[LabelSet]
+    v: np.ndarray
+    m: np.ndarray
+    sample_ts: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, steps: int) -> Vector:
+        return cls([], np.empty((0, steps)), np.zeros((0, steps), dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def select(self, rows: np.ndarray | list[int]) -> Vector:
+        rows = np.asarray(rows, dtype=np.int64)
+        ts = self.sample_ts[rows] if self.sample_ts is not None else None
+        return Vector([self.labels[i] for i in rows], self.v[rows], self.m[rows], ts)
+
+    def compact(self) -> Vector:
+        """Drop series that have no sample at any step."""
+        keep = np.flatnonzero(self.m.any(axis=1))
+        return self if len(keep) == len(self.labels) else self.select(keep)
+
+
+def merge_same_labels(vec: Vector) -> Vector:
+    """Merge rows with equal label sets; an overlap at some step is Prometheus' duplicate-labelset error."""
+    groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for i, lab in enumerate(vec.labels):
+        groups.setdefault(label_key(lab), []).append(i)
+    if len(groups) == len(vec.labels):
+        return vec
+    labels, vs, ms = [], [], []
+    for rows in groups.values():
+        if len(rows) == 1:
+            labels.append(vec.labels[rows[0]])
+            vs.append(vec.v[rows[0]])
+            ms.append(vec.m[rows[0]])
+            continue
+        sub_m = vec.m[rows]
+        if (sub_m.sum(axis=0) > 1).any():
+            raise QueryError("vector cannot contain metrics with the same labelset", "execution")
+        pick = np.argmax(sub_m, axis=0)
+        labels.append(vec.labels[rows[0]])
+        vs.append(vec.v[rows][pick, np.arange(vec.v.shape[1])])
+        ms.append(sub_m.any(axis=0))
+    steps = vec.v.shape[1]
+    if not labels:
+        return Vector.empty(steps)
+    return Vector(
+        labels, np.vstack(vs).reshape(len(labels), steps), np.vstack(ms).reshape(len(labels), steps)
+    )
+
+
+def concat_vectors(parts: Iterable[Vector], steps: int) -> Vector:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return Vector.empty(steps)
+    return Vector(
+        [lab for p in parts for lab in p.labels],
+        np.concatenate([p.v for p in parts]),
+        np.concatenate([p.m for p in parts]),
+    )
+
+
+@dataclass(slots=True)
+class Packed:
+    """Samples of many series in one array: series ``i`` is ``t[off[i]:off[i+1]]``."""
+
+    labels: list[LabelSet]
+    off: np.ndarray
+    t: np.ndarray
+    v: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def sid(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.labels), dtype=np.int64), np.diff(self.off))
+
+    def search(self, bounds: np.ndarray, side: str) -> np.ndarray:
+        """For each series and each bound, the absolute index ``searchsorted`` gives: ``(series, steps)``."""
+        n = len(self.labels)
+        if n == 0:
+            return np.zeros((0, len(bounds)), dtype=np.int64)
+        lo = min(int(self.t.min()) if len(self.t) else 0, int(bounds.min()))
+        hi = max(int(self.t.max()) if len(self.t) else 0, int(bounds.max()))
+        span = hi - lo + 2
+        if span * (n + 1) >= 2**62:  # cannot build one composite key; go series by series
+            out = np.empty((n, len(bounds)), dtype=np.int64)
+            for i in range(n):
+                a, b = self.off[i], self.off[i + 1]
+                out[i] = a + np.searchsorted(self.t[a:b], bounds, side=side)  # type: ignore[call-overload]
+            return out
+        key = self.sid() * span + (self.t - lo)
+        q = np.arange(n, dtype=np.int64)[:, None] * span + (bounds - lo)[None, :]
+        return np.searchsorted(key, q, side=side)  # type: ignore[call-overload]
+
+
+@dataclass(slots=True)
+class RangeVector:
+    """A range vector over all steps: step ``s`` covers samples with ``end[s] - range_ms <= t <= end[s]``."""
+
+    data: Packed
+    range_ms: int
+    end: np.ndarray  # (steps,) window ends (evaluation time - offset, or the @ time - offset)
+    eval_t: np.ndarray  # (steps,) the evaluation time the window belongs to (predict_linear's origin)
+
+    def windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``lo``/``hi`` absolute sample indices per (series, step): the window is ``[lo, hi)``."""
+        lo = self.data.search(self.end - self.range_ms, "left")
+        hi = self.data.search(self.end, "right")
+        return lo, hi
