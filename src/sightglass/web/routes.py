@@ -113,9 +113,7 @@ def overview(ctx: Any, at_ms: int) -> dict[str, Any]:
         "at_ms": at_ms,
         "gpus": {"total": len(rows), "busy": busy, "idle": idle, "throttled": throttled},
         "fleet_sm_active": float(np.mean(sm_vals)) if sm_vals else None,
-        "power_watts": float(sum(r["power_watts"] for r in rows if r["power_watts"] is not None))
-        if power
-        else None,
+        "power_watts": float(sum(watts)) if watts else None,
         "tokens_per_second": tokens,
         "heatmap": rows,
         "events": list(reversed(events)),
