@@ -118,3 +118,12 @@ def test_introspection_and_self_metrics(store: DuckDBStore) -> None:
     assert _call(store, "GET", "/-/version").json()["data"]["version"]
     _call(store, "GET", "/api/v1/labels")
     assert "sightglass_http_request_duration_seconds" in _call(store, "GET", "/metrics").text
+
+
+def test_admin_compact_moves_the_head_into_sealed_days(store: DuckDBStore) -> None:
+    _seed(store)
+    r = _call(store, "POST", "/-/compact")
+    assert r.status_code == 200
+    d = r.json()["data"]
+    assert d["moved_samples"] == 9 and d["head_samples"] == 0 and d["compacted_samples"] == 9
+    assert _call(store, "GET", "/-/compact").status_code == 405

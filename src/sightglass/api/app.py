@@ -46,6 +46,11 @@ def create_app(
     async def stats(request: Request) -> Response:
         return success(ctx.store.stats())
 
+    async def compact(request: Request) -> Response:
+        """Compact and seal everything now (admin): for disk measurements and before a backup."""
+        moved = await asyncio.to_thread(ctx.store.compact, force=True)
+        return success({"moved_samples": moved, **ctx.store.stats()})
+
     routes: list[BaseRoute] = [
         Route("/-/health", health),
         Route("/-/healthy", health),
@@ -53,6 +58,7 @@ def create_app(
         Route("/-/version", version),
         Route("/-/config", config_view),
         Route("/-/stats", stats),
+        Route("/-/compact", compact, methods=["POST"]),
         Route("/metrics", self_metrics),
         *prom.make_routes(ctx),
         *ingest.make_routes(ctx),
