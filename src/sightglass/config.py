@@ -134,6 +134,20 @@ class QueryConfig(_Model):
     lookback_delta: str = "5m"
 
 
+class AnalyticsConfig(_Model):
+    """The incremental "understand" loop the server runs: topology, baselines/anomalies, KPIs."""
+
+    enabled: bool = True
+    interval: str = "30s"
+    history: str = "15m"
+
+    @field_validator("interval", "history")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration_ms(v)
+        return v
+
+
 class Config(_Model):
     data: str = "./sightglass-data"
     listen: str = "127.0.0.1:9464"
@@ -143,6 +157,13 @@ class Config(_Model):
     scrape_configs: list[ScrapeConfig] = Field(default_factory=list)
     global_scrape_interval: str = "15s"
     log_level: str = "info"
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    # Sections owned by a feature package, validated there (each package's own pydantic model), so
+    # this module stays at the bottom of the import graph: [alerting], [cost], [agent], [backends].
+    alerting: dict[str, Any] = Field(default_factory=dict)
+    cost: dict[str, Any] = Field(default_factory=dict)
+    agent: dict[str, Any] = Field(default_factory=dict)
+    backends: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("listen")
     @classmethod

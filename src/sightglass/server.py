@@ -47,11 +47,37 @@ def build_app(
 ) -> tuple[Starlette, AppContext]:
     ctx = AppContext.build(config, store)
     tasks = list(background or [])
+    tasks.extend(feature_background_tasks(ctx))
     if config.scrape_configs:
         from sightglass.ingest.scrape import run_scrapers
 
         tasks.append(run_scrapers)
     return create_app(ctx, extra_routes=extra_routes, background=tasks), ctx
+
+
+# Features that run work for the server's lifetime: ``background_tasks(ctx)`` returns coroutine
+# functions (or none when the feature is switched off in the config). Each lands with its issue.
+BACKGROUND_MODULES = [
+    "sightglass.analytics.service",
+    "sightglass.alerting.service",
+    "sightglass.cost.service",
+    "sightglass.scaleout.service",
+]
+
+
+def feature_background_tasks(ctx: AppContext) -> list[Callable[[AppContext], Awaitable[Any]]]:
+    import importlib
+
+    out: list[Callable[[AppContext], Awaitable[Any]]] = []
+    for name in BACKGROUND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name and name.startswith(e.name):
+                continue
+            raise
+        out.extend(mod.background_tasks(ctx))
+    return out
 
 
 def serve(

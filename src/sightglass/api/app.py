@@ -88,6 +88,10 @@ ROUTE_MODULES = [
     ("sightglass.ingest.text_push", "make_import_routes"),
     ("sightglass.ingest.scrape", "make_routes"),
     ("sightglass.topology.routes", "make_routes"),
+    ("sightglass.analytics.routes", "make_routes"),
+    ("sightglass.rca.routes", "make_routes"),
+    ("sightglass.cost.routes", "make_routes"),
+    ("sightglass.alerting.routes", "make_routes"),
     ("sightglass.web.routes", "make_routes"),
 ]
 

@@ -166,7 +166,11 @@ class DuckDBStore:
         self._closed = False
         self._last_compact = time.monotonic()
         self.samples_appended_total = 0
+        self.newest_ms = max(self._last_ms.values(), default=0)  # newest sample ts seen (for analytics)
         self._head_rows = 0 if read_only else self.count("samples_head")
+        head_max = self.cursor().execute("SELECT max(ts) FROM samples_head").fetchone()
+        if head_max and head_max[0] is not None:
+            self.newest_ms = max(self.newest_ms, int(head_max[0]))
         self._size_trigger = self.options.head_max_rows
         if not read_only:
             self._writer = threading.Thread(target=self._write_loop, name="sightglass-writer", daemon=True)
@@ -321,6 +325,7 @@ class DuckDBStore:
                         vals = batch.values
                         id_arrays.append(sids)
                         ts_arrays.append(batch.ts_ms.astype(np.int64, copy=False))
+                        self.newest_ms = max(self.newest_ms, int(batch.ts_ms.max()))
                         if batch.stale is not None and batch.stale.any():
                             vals = np.where(batch.stale, np.nan, vals)
                             mask = batch.stale
