@@ -1,0 +1,1 @@
+"""GPU cost, utilisation accounting, cost per token, chargeback (docs/cost.md)."""

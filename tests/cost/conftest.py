@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from cost_helpers import SIM_MINUTES, SIM_START, SimFactory
+
+from sightglass.simulate.fast import run_ingest
+from sightglass.store.duckdb import DuckDBStore, StoreOptions
+
+
+@pytest.fixture(scope="session")
+def sim_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFactory]:
+    """A 4-node (32-GPU) simulated factory, 45 minutes, no faults, in a real DuckDB store."""
+    data = tmp_path_factory.mktemp("cost-sim") / "data"
+    with DuckDBStore(data, options=StoreOptions(compact_every_s=3600)) as store:
+        _, sim = run_ingest(store, nodes=4, duration_s=SIM_MINUTES * 60, seed=7, start_ms=SIM_START)
+    yield SimFactory(data, sim, SIM_START, SIM_START + SIM_MINUTES * 60_000)
