@@ -19,6 +19,7 @@ class CostAnalysis:
     ledger: Ledger
     prices: PriceSheet
     config: CostConfig
+    inputs_store: Any = None
 
     @classmethod
     def run(
@@ -47,7 +48,7 @@ class CostAnalysis:
         )
         if not inputs.fleet:
             ledger.warnings.append("no GPU series (dcgm-exporter) in the window: nothing to cost")
-        return cls(inputs, ledger, sheet, cfg)
+        return cls(inputs, ledger, sheet, cfg, store)
 
     def report(self, by: str, *, mode: str = "showback") -> dict[str, Any]:
         out = report_dict(self.ledger, by, prices_source=self.prices.source, mode=mode)
