@@ -7,12 +7,13 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sightglass.cost.ledger import Allocation, Gpu, Workload, build_ledger
+from sightglass.cost.ledger import Allocation, Gpu, Ledger, Workload, build_ledger
 from sightglass.cost.prices import PriceSheet
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOUR = 3_600_000
 MODELS = ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB")
+Scenario = tuple[list[Gpu], list[Allocation], dict[str, list[tuple[int, int]]]]
 
 
 @st.composite
@@ -106,7 +107,7 @@ def _independent_total(fleet: list[Gpu], sheet: PriceSheet, lo: int, hi: int) ->
 
 @settings(max_examples=150, deadline=None)
 @given(sheets(), scenarios(), times, times)
-def test_reconciles_exactly(sheet: PriceSheet, sc: tuple, t1: int, t2: int) -> None:  # type: ignore[type-arg]
+def test_reconciles_exactly(sheet: PriceSheet, sc: Scenario, t1: int, t2: int) -> None:
     fleet, allocs, idle = sc
     lo, hi = sorted((t1, t2))
     if hi == lo:
@@ -118,22 +119,24 @@ def test_reconciles_exactly(sheet: PriceSheet, sc: tuple, t1: int, t2: int) -> N
     assert all(ln.micro >= 0 for ln in led.lines)
     # the fleet cost is the price sheet applied to the GPUs' presence, rounded once per GPU
     indep = _independent_total(fleet, sheet, lo, hi)
-    for g, exact in indep.items():
-        if exact or g in led.gpu_totals:
-            assert led.gpu_exact.get(g, Fraction(0)) == exact
-            assert abs(led.gpu_totals.get(g, 0) - exact) <= Fraction(1, 2)
+    for gid, exact in indep.items():
+        if exact or gid in led.gpu_totals:
+            assert led.gpu_exact.get(gid, Fraction(0)) == exact
+            assert abs(led.gpu_totals.get(gid, 0) - exact) <= Fraction(1, 2)
     # no double counting: per GPU, shares of time never exceed the time it was present
     for g in fleet:
         a = max(lo, g.start_ms if g.start_ms is not None else lo)
         b = min(hi, g.end_ms if g.end_ms is not None else hi)
         held = sum((ln.gpu_ms for ln in led.lines if ln.gpu == g.id), Fraction(0))
         assert held == max(0, b - a)
-        assert sum((ln.gpu_ms for ln in led.lines if ln.gpu == g.id and ln.workload), Fraction(0)) <= max(0, b - a)
+        assert sum((ln.gpu_ms for ln in led.lines if ln.gpu == g.id and ln.workload), Fraction(0)) <= max(
+            0, b - a
+        )
 
 
 @settings(max_examples=80, deadline=None)
 @given(sheets(), scenarios(), times, times, st.floats(0.0, 1.0))
-def test_windows_add_up(sheet: PriceSheet, sc: tuple, t1: int, t2: int, cut: float) -> None:  # type: ignore[type-arg]
+def test_windows_add_up(sheet: PriceSheet, sc: Scenario, t1: int, t2: int, cut: float) -> None:
     """A window's exact cost per workload is the sum over any split of it."""
     fleet, allocs, idle = sc
     lo, hi = sorted((t1, t2))
@@ -144,9 +147,9 @@ def test_windows_add_up(sheet: PriceSheet, sc: tuple, t1: int, t2: int, cut: flo
     left = build_ledger(fleet, allocs, sheet, lo, mid, idle=idle, energy=_energy)
     right = build_ledger(fleet, allocs, sheet, mid, hi, idle=idle, energy=_energy)
 
-    def per(led: object) -> dict[tuple[str, str], Fraction]:
+    def per(led: Ledger) -> dict[tuple[str, str], Fraction]:
         out: dict[tuple[str, str], Fraction] = {}
-        for ln in led.lines:  # type: ignore[attr-defined]
+        for ln in led.lines:
             k = (ln.workload.id if ln.workload else "", ln.category)
             out[k] = out.get(k, Fraction(0)) + ln.exact_micro
         return {k: v for k, v in out.items() if v}
