@@ -93,6 +93,7 @@ ROUTE_MODULES = [
     ("sightglass.cost.routes", "make_routes"),
     ("sightglass.alerting.routes", "make_routes"),
     ("sightglass.web.routes", "make_routes"),
+    ("sightglass.agent.routes", "make_routes"),
 ]
 
 

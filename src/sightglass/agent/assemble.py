@@ -1,0 +1,92 @@
+"""Build an agent from its configuration: the collectors it can run here, its sink, its pusher."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sightglass.agent.config import AgentConfig
+from sightglass.agent.exposition import MetricsServer
+from sightglass.agent.host import HostCollector
+from sightglass.agent.infiniband import InfinibandCollector
+from sightglass.agent.push import Pusher
+from sightglass.agent.runner import Agent, Collector, SpoolSink
+from sightglass.agent.spool import Spool
+from sightglass.agent.storage import LustreCollector, NFSCollector
+from sightglass.config import parse_duration_ms, parse_listen
+
+log = logging.getLogger("sightglass.agent")
+
+
+@dataclass
+class Assembly:
+    agent: Agent
+    notes: list[str] = field(default_factory=list)
+    """One line per collector that cannot run here, and why."""
+    pusher: Pusher | None = None
+    server: MetricsServer | None = None
+    spool: Spool | None = None
+
+    def start(self) -> None:
+        if self.pusher:
+            self.pusher.start()
+        if self.server:
+            self.server.start()
+
+    def stop(self) -> None:
+        if self.pusher:
+            self.pusher.stop()
+        if self.server:
+            self.server.stop()
+
+
+def build_collectors(config: AgentConfig) -> tuple[list[Collector], list[str]]:
+    base = {"instance": config.hostname, "job": config.job}
+    enabled = set(config.collectors)
+    out: list[Collector] = []
+    notes: list[str] = []
+    if "host" in enabled:
+        out.append(HostCollector(base))
+    if "gpu" in enabled:
+        from sightglass.agent.gpu import open_gpu_collector
+
+        gpu, note = open_gpu_collector(config)
+        if gpu is not None:
+            out.append(gpu)
+        if note:
+            notes.append(note)
+    if "infiniband" in enabled:
+        ib = InfinibandCollector(base, config.sysfs)
+        if not ib.present():
+            notes.append(f"infiniband: no {ib.root} on this host (no InfiniBand/RoCE HCA)")
+        out.append(ib)
+    if "nfs" in enabled:
+        out.append(NFSCollector(base, Path(config.procfs) / "self" / "mountstats"))
+    if "lustre" in enabled:
+        out.append(LustreCollector(base, (config.procfs, config.sysfs)))
+    return out, notes
+
+
+def build(config: AgentConfig) -> Assembly:
+    """An agent pushing to ``config.server`` through the spool, or serving ``config.listen``."""
+    collectors, notes = build_collectors(config)
+    if config.server:
+        spool = Spool(config.spool_dir, config.spool_max_bytes)
+        pusher = Pusher(spool, config.server, max_backoff_s=parse_duration_ms(config.max_backoff) / 1000)
+        agent = Agent(
+            config, collectors, SpoolSink(spool, pusher.notify), spool=spool, push_stats=pusher.stats
+        )
+        return Assembly(agent, notes, pusher=pusher, spool=spool)
+    host, port = parse_listen(config.listen or "127.0.0.1:9469")
+    server = MetricsServer(host, port)
+
+    class _Publish:
+        def publish(self, col: object) -> None:
+            from sightglass.agent.collection import Collection
+
+            assert isinstance(col, Collection)
+            server.publish(col.batch())
+
+    agent = Agent(config, collectors, _Publish())
+    return Assembly(agent, notes, server=server)
