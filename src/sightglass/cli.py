@@ -70,11 +70,23 @@ data_option = click.option(
     help="TOML config file (scrape targets, retention, limits).",
 )
 @click.option("--retention", default=None, help="Raw data retention, e.g. 15d.")
-def up(data: str | None, listen: str | None, config_file: str | None, retention: str | None) -> None:
-    """Serve ingest and the APIs over one data directory."""
+@click.option(
+    "--attach",
+    default=None,
+    metavar="URL",
+    help="Read-only on an existing Prometheus-compatible server (e.g. http://prometheus:9090).",
+)
+def up(
+    data: str | None, listen: str | None, config_file: str | None, retention: str | None, attach: str | None
+) -> None:
+    """Serve ingest and the APIs over one data directory (or attached to an existing Prometheus)."""
     from sightglass.server import serve
 
     config = Config.load(config_file, data=data, listen=listen, retention=retention)
+    if attach:
+        from sightglass.scaleout.commands import attach_config
+
+        config = attach_config(config, attach)
     serve(
         config,
         on_ready=lambda url: err_console.print(

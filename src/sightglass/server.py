@@ -34,13 +34,19 @@ def store_options(config: Config) -> StoreOptions:
     )
 
 
-def open_store(config: Config) -> DuckDBStore:
+def open_store(config: Config) -> Any:
+    """The embedded DuckDB store, or the scale-out one when ``[backends] metrics`` is set."""
+    from sightglass.scaleout.store import open_scaleout
+
+    remote = open_scaleout(config)
+    if remote is not None:
+        return remote
     return DuckDBStore(config.data, options=store_options(config))
 
 
 def build_app(
     config: Config,
-    store: DuckDBStore,
+    store: Any,
     *,
     extra_routes: list[BaseRoute] | None = None,
     background: list[Callable[[AppContext], Awaitable[Any]]] | None = None,

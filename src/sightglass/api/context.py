@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sightglass.config import Config, parse_duration_ms
 from sightglass.promql.engine import Engine
 from sightglass.store.duckdb import DuckDBStore
+from sightglass.store.remote import RemoteEngine, RemoteMetricStore
 
 
 @dataclass
@@ -37,16 +38,20 @@ class SelfMetrics:
 @dataclass
 class AppContext:
     config: Config
-    store: DuckDBStore
-    engine: Engine
+    store: DuckDBStore  # or a sightglass.scaleout.store.ScaleOutStore (same methods; see build)
+    engine: Engine  # or a sightglass.store.remote.RemoteEngine (PromQL passed to the backend)
     metrics: SelfMetrics
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, config: Config, store: DuckDBStore) -> AppContext:
-        engine = Engine(
-            store,
-            lookback_ms=parse_duration_ms(config.query.lookback_delta),
-            max_samples=config.query.max_samples,
-        )
+    def build(cls, config: Config, store: Any) -> AppContext:
+        remote = getattr(store, "metrics", None)
+        if isinstance(remote, RemoteMetricStore):  # a Prometheus-compatible backend evaluates PromQL
+            engine: Any = RemoteEngine(remote, timeout_s=parse_duration_ms(config.query.timeout) / 1000)
+        else:
+            engine = Engine(
+                store,
+                lookback_ms=parse_duration_ms(config.query.lookback_delta),
+                max_samples=config.query.max_samples,
+            )
         return cls(config=config, store=store, engine=engine, metrics=SelfMetrics())

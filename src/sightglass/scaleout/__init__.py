@@ -1,0 +1,1 @@
+"""Scale-out: metrics on a Prometheus-compatible TSDB, the catalog on PostgreSQL, stateless replicas."""
