@@ -139,3 +139,27 @@ def test_idle_held_notebooks_show_as_idle_spend(sim_factory: SimFactory) -> None
     expect = rate * 1_000_000 * len(sim.holds[0].gpus) * Fraction(15, 60)
     step = rate * 1_000_000 * len(sim.holds[0].gpus) * Fraction(10, 3600)
     assert abs(idle_micro - expect) <= step + 8
+
+
+def test_idle_rule_matches_the_analytics_kpi(sim_factory: SimFactory) -> None:
+    """The on-the-fly idle-held flags (used when the store has no KPI series) equal what
+    :class:`sightglass.analytics.kpi.KpiComputer` writes, sample for sample."""
+    from sightglass.analytics.kpi import KpiComputer, KpiConfig
+    from sightglass.cost.sources import _kpi_input, idle_flags
+
+    f = sim_factory
+    cfg = KpiConfig()
+    with DuckDBStore(f.data, read_only=True) as store:
+        data = _kpi_input(store, f.start_ms, f.end_ms, cfg.step_ms)
+    ours = idle_flags(data, f.start_ms, f.end_ms, cfg)
+    batch = KpiComputer(cfg).compute(data, f.start_ms, f.end_ms).build()
+    theirs: dict[str, list[tuple[int, float]]] = {}
+    for i, key in enumerate(batch.series):
+        if key.metric == "sightglass_gpu_idle_held":
+            sel = batch.series_index == i
+            theirs[key.label_dict()["UUID"]] = list(
+                zip(batch.ts_ms[sel].tolist(), batch.values[sel].tolist(), strict=True)
+            )
+    assert len(theirs) == 32 and any(v for rows in theirs.values() for _, v in rows)
+    for gid, (ts, flags) in ours.items():
+        assert list(zip(ts.tolist(), flags.tolist(), strict=True)) == theirs[gid[0]]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sightglass.analytics.kpi import KpiComputer, KpiConfig
+from sightglass.analytics.kpi import KpiConfig
 from sightglass.cost.ledger import Allocation, Gpu, Workload
 from sightglass.model import Matcher
 from sightglass.topology.graph import Topology
@@ -117,8 +117,6 @@ def read_usage(
     series.sort(key=lambda sd: sd.key.metric != SM)  # SM activity first, utilisation as fallback
     for sd in series:
         labels = sd.key.label_dict()
-        if labels.get("GPU_I_ID"):
-            continue  # MIG slices: the parent GPU is the unit of cost
         ident = _gpu_ident(labels)
         if ident is None or not len(sd):
             continue
@@ -127,6 +125,9 @@ def read_usage(
         ts, vals = sd.ts_ms[ok], sd.values[ok]
         if sd.key.metric == UTIL:
             vals = vals / 100.0
+        if labels.get("GPU_I_ID"):
+            # a MIG slice: evidence that its parent GPU (the unit of cost) exists, not its activity
+            vals = np.full(len(ts), np.nan)
         if len(ts) > 1:
             deltas.append(float(np.median(np.diff(ts))))
         u = usage.get(gid)
@@ -139,7 +140,7 @@ def read_usage(
             # label churn (pod / hpc_job changed): the same GPU in several series, merged in time
             t = np.concatenate([u.ts, ts])
             v = np.concatenate([u.sm, vals])
-            order = np.argsort(t, kind="stable")
+            order = np.lexsort((np.isnan(v), t))  # by time; a real reading before a NaN one
             t, v = t[order], v[order]
             keep = np.concatenate([[True], np.diff(t) > 0]) if len(t) else np.empty(0, dtype=bool)
             u.ts, u.sm = t[keep], v[keep]
@@ -201,15 +202,41 @@ def idle_intervals(
     cfg = kpi or KpiConfig(step_ms=step_ms)
     t0 = start_ms - cfg.idle_for_ms
     data = _kpi_input(store, t0, end_ms, cfg.step_ms)
-    batch = KpiComputer(cfg).compute(data, t0, end_ms).build()
-    idx = [i for i, k in enumerate(batch.series) if k.metric == IDLE_KPI]
-    for i in idx:
-        ident = _gpu_ident(batch.series[i].label_dict())
-        if ident is None or ident[0] not in usage:
-            continue
-        sel = batch.series_index == i
-        _flags_to_intervals(out.setdefault(ident[0], []), batch.ts_ms[sel], batch.values[sel], cfg.step_ms)
-    return out, "computed (KpiComputer rule; no stored KPI in the window)"
+    for gid, (grid, flags) in idle_flags(data, t0, end_ms, cfg).items():
+        key = f"gpu:{gid[0]}"
+        if key in usage:
+            _flags_to_intervals(out.setdefault(key, []), grid, flags, cfg.step_ms)
+    return out, "computed (the KPI rule of sightglass.analytics.kpi; no stored KPI in the window)"
+
+
+def idle_flags(
+    data: dict[str, dict[tuple[str, ...], tuple[dict[str, str], np.ndarray]]],
+    start_ms: int,
+    end_ms: int,
+    cfg: KpiConfig,
+) -> dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]]:
+    """``sightglass_gpu_idle_held`` as :meth:`KpiComputer.compute` defines it, vectorised per GPU:
+    allocated, framebuffer >= ``held_memory_mib``, SM activity < ``idle_sm_ratio`` for ``idle_for_ms``
+    (missing samples neither count nor reset the run). GPU -> (sample instants, 0/1 flags)."""
+    step = cfg.step_ms
+    t0 = start_ms - start_ms % step
+    grid = t0 + np.arange(int((end_ms - t0) // step) + 1, dtype=np.int64) * step
+    sm, util, fb = data.get(SM, {}), data.get(UTIL, {}), data.get(FB, {})
+    out: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+    for gid in sorted(set(sm) | set(util)):
+        if gid[1]:
+            continue  # MIG slices: the KPI is per GPU
+        labels, v = sm[gid] if gid in sm else (util[gid][0], util[gid][1] / 100.0)
+        allocated = any(labels.get(k) for k in ("pod", "exported_pod", "pod_name", "hpc_job"))
+        mem = fb.get(gid, (labels, np.full(len(grid), np.nan)))[1]
+        ok = ~np.isnan(v)
+        vv, mm = v[ok], mem[ok]
+        held = allocated & (mm >= cfg.held_memory_mib) & (vv < cfg.idle_sm_ratio)
+        idx = np.arange(len(held))
+        last_reset = np.maximum.accumulate(np.where(~held, idx, -1)) if len(held) else idx
+        run = idx - last_reset
+        out[gid] = (grid[ok], (run * step >= cfg.idle_for_ms).astype(np.float64))
+    return out
 
 
 def _flags_to_intervals(acc: list[tuple[int, int]], ts: np.ndarray, v: np.ndarray, step: int) -> None:
