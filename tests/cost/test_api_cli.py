@@ -103,6 +103,9 @@ async def _http(c: httpx.AsyncClient, f: SimFactory) -> None:
         total = t["cost_per_1m_tokens_usd"]
         cost_micro = float(t["cost_usd"]) * 1e6
         assert total == pytest.approx(cost_micro / (t["input_tokens"] + t["output_tokens"]), rel=1e-6)
+    per_svc = (await _get(c, f"/api/v1/cost/tokens?by=service&{w}"))["data"]
+    assert {t["services"][0] for t in per_svc} == {s.name for s in f.sim.services}
+    assert sum(t["input_tokens"] for t in per_svc) == sum(t["input_tokens"] for t in tokens)
     training = (await _get(c, f"/api/v1/cost/training?{w}"))["data"]
     assert {j["job"] for j in training["jobs"]} >= {f"job:{j.job_id}" for j in f.sim.jobs}
     assert all(j["steps"] > 0 for j in training["jobs"])
@@ -122,6 +125,7 @@ async def _http(c: httpx.AsyncClient, f: SimFactory) -> None:
         (f"/api/v1/cost/report?format=xlsx&{w}", '"format"'),
         (f"/api/v1/cost/report?mode=invoice&{w}", '"mode"'),
         (f"/api/v1/cost/idle?top=0&{w}", '"top"'),
+        (f"/api/v1/cost/tokens?by=team&{w}", '"by"'),
         (f"/api/v1/cost/idle?top=%27;DROP%20TABLE&{w}", '"top"'),
         ("/api/v1/cost/daily/2026-99-99", "YYYY-MM-DD"),
         ("/api/v1/cost/daily/..etc..passwd", "YYYY-MM-DD"),

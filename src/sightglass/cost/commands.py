@@ -156,15 +156,18 @@ def _rich_table(title: str, cols: list[str], rows: list[list[Any]]) -> None:
 @cost.command()
 @_common
 @_TABLE_OR_JSON
+@click.option("--by", type=click.Choice(["model", "service"]), default="model", show_default=True)
 def tokens(
-    data: str, start: str, end: str, prices_path: str | None, config_path: str | None, fmt: str
+    data: str, start: str, end: str, prices_path: str | None, config_path: str | None, fmt: str, by: str
 ) -> None:
-    """Self-hosted cost per 1M input/output tokens per model, and tokens per kWh."""
-    from sightglass.cost.tokens import model_costs, token_counts
+    """Self-hosted cost per 1M input/output tokens per model (or service), and tokens per kWh."""
+    from sightglass.cost.tokens import model_costs, service_costs, token_counts
 
     with _analysis(data, start, end, prices_path, config_path) as an:
-        counts = token_counts(an.inputs_store, an.ledger.start_ms, an.ledger.end_ms)
-        rows = [m.to_dict() for m in model_costs(an.ledger, counts, an.config.output_token_weight)]
+        a, b = an.ledger.start_ms, an.ledger.end_ms
+        counts = token_counts(an.inputs_store, a, b, by_host=by == "service")
+        fn = service_costs if by == "service" else model_costs
+        rows = [m.to_dict() for m in fn(an.ledger, counts, an.config.output_token_weight)]
     if fmt == "json":
         _echo_json(rows)
         return

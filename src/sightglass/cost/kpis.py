@@ -32,6 +32,7 @@ from sightglass.cost.prices import PriceSheet
 from sightglass.cost.tokens import token_counts
 from sightglass.cost.training import job_costs
 from sightglass.model import SampleBatchBuilder, SeriesKey
+from sightglass.topology.infer import TopologyBuilder
 
 COST = "sightglass_gpu_cost_dollars_total"
 ENERGY = "sightglass_gpu_energy_joules_total"
@@ -65,13 +66,15 @@ class CostKpiWriter:
     history: deque[_Interval] = field(default_factory=deque)
     job_meta: dict[str, dict[str, str]] = field(default_factory=dict)
     last: CostAnalysis | None = None
+    builder: TopologyBuilder = field(default_factory=TopologyBuilder)  # updated incrementally
 
     def step(self, store: Any, until_ms: int, *, start_ms: int | None = None) -> int:
         """Cost ``[watermark, until_ms)`` and append the KPI samples; returns how many were written."""
         start = self.watermark_ms if self.watermark_ms is not None else start_ms
         if start is None or until_ms <= start:
             return 0
-        an = CostAnalysis.run(store, start, until_ms, prices=self.prices, config=self.config)
+        topo = self.builder.update(store)
+        an = CostAnalysis.run(store, start, until_ms, prices=self.prices, config=self.config, topology=topo)
         self.last = an
         led = an.ledger
         for ln in led.lines:

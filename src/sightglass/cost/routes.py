@@ -8,6 +8,7 @@ before the newest sample.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,14 @@ from sightglass.cost.config import cost_config
 from sightglass.cost.insights import idle_insights
 from sightglass.cost.report import DIMENSIONS, render
 from sightglass.cost.rollup import list_days, read_day, rollup_dir
-from sightglass.cost.tokens import model_costs, token_counts
+from sightglass.cost.tokens import model_costs, service_costs, token_counts
 from sightglass.cost.training import job_costs, run_costs
 from sightglass.timeutil import parse_time_ms
+from sightglass.topology.infer import TopologyBuilder
 
 MAX_WINDOW_MS = 93 * 86_400_000  # a quarter; longer history comes from the daily rollups
 DEFAULT_WINDOW_MS = 3_600_000
+REFRESH_S = 10.0  # the topology is folded forward at most this often
 
 
 def make_routes(ctx: Any) -> list[Route]:
@@ -54,9 +57,23 @@ def make_routes(ctx: Any) -> list[Route]:
             )
         return start, end
 
+    builder = TopologyBuilder()
+    lock = asyncio.Lock()
+    refreshed = [0.0]
+
+    async def topology() -> Any:
+        async with lock:  # one incremental update at a time, at most every REFRESH_S
+            if time.monotonic() - refreshed[0] > REFRESH_S or refreshed[0] == 0.0:
+                await asyncio.to_thread(builder.update, ctx.store)
+                refreshed[0] = time.monotonic()
+        return builder.topology
+
     async def analysis(request: Request) -> CostAnalysis:
         a, b = window(request)
-        return await asyncio.to_thread(CostAnalysis.run, ctx.store, a, b, prices=prices, config=cfg)
+        topo = await topology()
+        return await asyncio.to_thread(
+            CostAnalysis.run, ctx.store, a, b, prices=prices, config=cfg, topology=topo
+        )
 
     def handler(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def run(request: Request) -> Response:
@@ -93,8 +110,14 @@ def make_routes(ctx: Any) -> list[Route]:
         return rep
 
     async def tokens(request: Request) -> Any:
+        by = request.query_params.get("by", "model")
+        if by not in ("model", "service"):
+            raise APIError('invalid parameter "by": model or service')
         an = await analysis(request)
-        counts = await asyncio.to_thread(token_counts, ctx.store, an.ledger.start_ms, an.ledger.end_ms)
+        a, b = an.ledger.start_ms, an.ledger.end_ms
+        counts = await asyncio.to_thread(token_counts, ctx.store, a, b, by_host=by == "service")
+        if by == "service":
+            return [m.to_dict() for m in service_costs(an.ledger, counts, cfg.output_token_weight)]
         return [m.to_dict() for m in model_costs(an.ledger, counts, cfg.output_token_weight)]
 
     async def training(request: Request) -> Any:

@@ -44,9 +44,10 @@ def counter_increase(ts: np.ndarray, v: np.ndarray, start_ms: int) -> float:
 
 
 def token_counts(
-    store: Any, start_ms: int, end_ms: int, lookback_ms: int = 300_000
+    store: Any, start_ms: int, end_ms: int, lookback_ms: int = 300_000, *, by_host: bool = False
 ) -> dict[str, dict[str, float]]:
-    """``model_name`` -> {"input": n, "output": n} over ``[start_ms, end_ms]``."""
+    """``model_name`` -> {"input": n, "output": n} over ``[start_ms, end_ms]`` (``by_host``: keyed
+    ``model_name|host`` with the engine's ``instance`` host)."""
     out: dict[str, dict[str, float]] = {}
     names = "|".join(COUNTERS)
     for sd in store.select([Matcher("__name__", "=~", names)], start_ms - lookback_ms, end_ms):
@@ -56,6 +57,8 @@ def token_counts(
             continue
         ok = ~sd.stale
         inc = counter_increase(sd.ts_ms[ok], sd.values[ok], start_ms)
+        if by_host:
+            model = f"{model}|{lab.get('instance', '').rsplit(':', 1)[0]}"
         per = out.setdefault(model, {"input": 0.0, "output": 0.0})
         per[COUNTERS[sd.key.metric]] += inc
     return out
@@ -63,7 +66,7 @@ def token_counts(
 
 @dataclass(slots=True)
 class ModelCost:
-    model: str
+    model: str  # the model, or "service/model" in per-service rows
     cost_micro: int
     energy_j: Fraction
     input_tokens: float
@@ -130,6 +133,50 @@ def model_costs(ledger: Ledger, tokens: dict[str, dict[str, float]], weight: flo
                 t.get("output", 0.0),
                 len(replicas.get(m, ())),
                 sorted(services.get(m, ())),
+                weight,
+            )
+        )
+    return out
+
+
+def service_costs(
+    ledger: Ledger, tokens_by_host: dict[str, dict[str, float]], weight: float = 4.0
+) -> list[ModelCost]:
+    """Per (service, model): the cost of the service's replicas and the tokens of the engines on their
+    nodes (an engine's ``instance`` host → the service's pods there; shared hosts split equally)."""
+    cost: dict[tuple[str, str], int] = {}
+    energy: dict[tuple[str, str], Fraction] = {}
+    replicas: dict[tuple[str, str], set[str]] = {}
+    on_host: dict[tuple[str, str], set[str]] = {}  # (model, host) -> services
+    for ln in ledger.lines:
+        w = ln.workload
+        if w is None or not w.model:
+            continue
+        k = (w.service or w.id, w.model)
+        cost[k] = cost.get(k, 0) + ln.micro
+        energy[k] = energy.get(k, Fraction(0)) + ln.energy_j
+        replicas.setdefault(k, set()).add(w.id)
+        on_host.setdefault((w.model, ln.node.removeprefix("node:")), set()).add(k[0])
+    toks: dict[tuple[str, str], dict[str, float]] = {}
+    for key, t in tokens_by_host.items():
+        model, _, host = key.rpartition("|")
+        svcs = sorted(on_host.get((model, host), ())) or [""]
+        for svc in svcs:
+            acc = toks.setdefault((svc, model), {"input": 0.0, "output": 0.0})
+            for d in ("input", "output"):
+                acc[d] += t.get(d, 0.0) / len(svcs)
+    out = []
+    for svc, model in sorted(set(cost) | set(toks)):
+        t = toks.get((svc, model), {})
+        out.append(
+            ModelCost(
+                f"{svc or '(no service)'}/{model}",
+                cost.get((svc, model), 0),
+                energy.get((svc, model), Fraction(0)),
+                t.get("input", 0.0),
+                t.get("output", 0.0),
+                len(replicas.get((svc, model), ())),
+                [svc] if svc else [],
                 weight,
             )
         )
