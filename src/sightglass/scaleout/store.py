@@ -61,6 +61,8 @@ class ScaleOutStore:
 
     @property
     def index(self) -> SeriesIndex:
+        """The series dictionary, refreshed from the backend when due (``refresh_every``)."""
+        self.metrics.refresh()
         return self.metrics.index
 
     def latest_ms(self) -> int:
@@ -132,6 +134,7 @@ class ScaleOutStore:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """The shadow tables the topology reads (series spans; lineage mirrored from the catalog)."""
+        self.metrics.refresh()
         since = self.metrics.lineage_watermark()
         if self.is_postgres:
             rows = self.catalog.lineage_since(since)

@@ -54,6 +54,7 @@ CREATE TABLE samples_head (series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value
 CREATE TABLE lineage (ts BIGINT, job_namespace VARCHAR, job_name VARCHAR, inputs VARCHAR, outputs VARCHAR);
 CREATE TABLE incidents (id VARCHAR PRIMARY KEY, opened_ms BIGINT, closed_ms BIGINT, state VARCHAR,
                         title VARCHAR, payload VARCHAR);
+CREATE TABLE alerting_silences (id VARCHAR PRIMARY KEY, payload VARCHAR);
 """
 
 
@@ -244,7 +245,7 @@ class RemoteMetricStore:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the shadow tables (``series``, an empty ``samples_head``, ``lineage``, and an
-        in-memory ``incidents`` for code that expects the embedded schema)."""
+        in-memory ``incidents`` and ``alerting_silences`` for code that expects the embedded schema)."""
         self._flush_shadow()
         return self._shadow.cursor()
 
@@ -598,7 +599,7 @@ class RemoteEngine:
     def _call(self, path: str, params: dict[str, str], timeout_s: float | None) -> QueryResult:
         t = timeout_s if timeout_s is not None else self.timeout_s
         if t is not None:
-            params["timeout"] = f"{t:.3f}s"
+            params["timeout"] = f"{max(1, math.ceil(t))}s"  # "2.5s" is not a Prometheus duration
         body = self.store._get(path, params)
         res = parse_result(body["data"])
         res.warnings = list(body.get("warnings") or [])
