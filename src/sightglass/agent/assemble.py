@@ -42,20 +42,50 @@ class Assembly:
 
 
 def build_collectors(config: AgentConfig) -> tuple[list[Collector], list[str]]:
+    """The collectors that can run on this host, in collection order, and one note per one that cannot."""
     base = {"instance": config.hostname, "job": config.job}
     enabled = set(config.collectors)
     out: list[Collector] = []
     notes: list[str] = []
+    k8s = None
+    if "kubernetes" in enabled:
+        from sightglass.agent.kubelet import GrpcPodResources, KubeletUnavailable, KubernetesCollector
+
+        try:
+            k8s = KubernetesCollector(
+                GrpcPodResources(config.kubelet_socket), config.hostname, hostname_label=config.hostname_label
+            )
+            out.append(k8s)
+        except KubeletUnavailable as e:
+            notes.append(f"kubernetes: {e}")
     if "host" in enabled:
         out.append(HostCollector(base))
+    gpu = None
     if "gpu" in enabled:
         from sightglass.agent.gpu import open_gpu_collector
 
         gpu, note = open_gpu_collector(config)
         if gpu is not None:
+            if k8s is not None:
+                gpu.owner = k8s.owner
             out.append(gpu)
         if note:
             notes.append(note)
+    if "slurm" in enabled:
+        from sightglass.agent.slurm import CommandRunner, SlurmCollector
+
+        runner = CommandRunner(config.slurm_bin)
+        if runner.available():
+            out.append(
+                SlurmCollector(
+                    runner,
+                    config.hostname,
+                    hostname_label=config.hostname_label,
+                    gpu_id=gpu.gpu_id if gpu is not None else None,
+                )
+            )
+        else:
+            notes.append("slurm: squeue/scontrol not found (not a Slurm node)")
     if "infiniband" in enabled:
         ib = InfinibandCollector(base, config.sysfs)
         if not ib.present():

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from sightglass.config import Config
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _load(config_file: str | None, **overrides: Any) -> Any:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sightglass.config import ConfigError, parse_duration_ms, parse_listen
 
-ALL_COLLECTORS = ("host", "gpu", "infiniband", "nfs", "lustre", "processes", "slurm", "kubernetes")
+ALL_COLLECTORS = ("kubernetes", "host", "gpu", "slurm", "infiniband", "nfs", "lustre")
 
 
 class AgentConfig(BaseModel):

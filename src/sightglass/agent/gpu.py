@@ -139,6 +139,13 @@ class GpuCollector:
     _index_of: dict[str, int] = field(default_factory=dict)
     last_processes: dict[str, list[GpuProcess]] = field(default_factory=dict)
 
+    def gpu_id(self, index: int) -> str:
+        """Topology id of the GPU with this NVML index / minor number (``gpu:<UUID>`` once seen)."""
+        for k in self.known.values():
+            if k.info.minor_number == index or (k.info.minor_number is None and k.info.index == index):
+                return f"gpu:{k.info.uuid}"
+        return f"gpu:{self.hostname}/{index}"
+
     def _labels(self, info: GpuInfo, driver: str) -> dict[str, str]:
         lb = {
             "gpu": str(info.index),
