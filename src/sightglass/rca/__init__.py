@@ -1,0 +1,1 @@
+"""Root cause analysis: ranked, explainable causes with their evidence chain."""

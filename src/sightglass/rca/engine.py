@@ -1,0 +1,886 @@
+"""Root cause analysis: from a symptom to ranked causes with their evidence chain.
+
+Deterministic and explainable (DESIGN.md, "Root cause analysis"):
+
+1. The symptom's PromQL is evaluated at ``at`` and over the window before it; its series and its
+   selectors' equality matchers name the symptom entities (a job, a model, a pipeline, a GPU...), and
+   the change point of its values gives the symptom's onset.
+2. The topology is walked from the symptom entities to everything they depend on (GPUs, nodes,
+   NICs, switches, storage, the service behind a model) — only that neighbourhood is read.
+3. Each candidate's signals are compared with their own baseline (median/MAD of the window before
+   the onset): a robust z that must hold over a good part of the fault window. Signals are weighted by
+   whether they point at a cause on their own entity (a temperature, an XID, NFS latency) or are an
+   effect felt by whatever runs there (utilisation, step time) — ``knowledge.role_of``.
+4. Discrete evidence is added: events (XIDs, deploys, config changes, OOM kills, switch down), throttle
+   reasons newly set, configuration labels that changed on a live series, hardware series that stopped.
+5. Peers: a member like its peers is a symptom of their common cause (all GPUs of a braked node, all
+   nodes of a congested spine), so the group's entity takes the score; a member unlike its peers (one
+   hot GPU, one slow rank) keeps it.
+6. The score multiplies the anomaly by onset precedence (the cause changed before the symptom), graph
+   distance, and the share of symptom entities the candidate explains. Each cause gets a fault class
+   hypothesis and a runbook line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sightglass.analytics.kpi import decode_reasons
+from sightglass.analytics.signals import SignalFrame, load_signals, select_series
+from sightglass.model import Event, Matcher, SeriesKey
+from sightglass.promql.engine import Engine
+from sightglass.promql.result import QueryError
+from sightglass.rca import knowledge
+from sightglass.rca.result import Cause, EventEvidence, PeerEvidence, RcaResult, SignalEvidence
+from sightglass.rca.symptom import MAX_SYMPTOM_BYTES, entity_of_labels, equality_labels
+from sightglass.topology.graph import Topology
+from sightglass.topology.infer import TopologyBuilder, host_of
+
+DEFAULT_WINDOW_MS = 30 * 60_000
+STEP_MS = 10_000
+Z_CAP = 50.0
+Z_ONSET = 4.0
+ANOMALOUS = 6.0  # an entity scoring at least this is anomalous (for common causes)
+MAX_DEPTH = 6
+MAX_EXTRA_HOSTS = 24  # hosts read only to judge a switch's other members
+CANDIDATE_KINDS = frozenset({"gpu", "mig", "node", "nic", "switch", "storage", "service", "model", "job", "pipeline", "pod"})
+EVENT_WEIGHT = {
+    "gpu.xid": 40.0,
+    "switch.down": 40.0,
+    "node.oom_kill": 30.0,
+    "config.change": 30.0,
+    "k8s.deploy": 30.0,
+    "ib.link_down": 25.0,
+    "config.label": 30.0,
+    "throttle": 25.0,
+}
+
+
+class RcaError(Exception):
+    """A symptom that cannot be analysed; ``error_type`` follows the Prometheus API."""
+
+    def __init__(self, message: str, error_type: str = "bad_data") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@dataclass(slots=True)
+class _Cand:
+    id: str
+    kind: str
+    distance: int
+    cols: list[int] = field(default_factory=list)
+    own: float = 0.0
+    own_cause: float = 0.0  # from cause signals only
+    rollup: float = 0.0
+    event_score: float = 0.0
+    signals: list[SignalEvidence] = field(default_factory=list)
+    events: list[EventEvidence] = field(default_factory=list)
+    peers: list[PeerEvidence] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+    metrics: set[str] = field(default_factory=set)
+    reasons: set[str] = field(default_factory=set)
+    event_kinds: set[str] = field(default_factory=set)
+    xids: set[int] = field(default_factory=set)
+    absent: bool = False
+    onset_ms: int | None = None
+    outlier_in: set[str] = field(default_factory=set)  # peer groups it stands out in
+    net: float = 0.0  # anomaly of its network (a node: its NICs)
+    demote: float = 1.0
+    explains: int = 0
+
+    @property
+    def anomaly(self) -> float:
+        return (self.own + self.event_score) * self.demote + self.rollup
+
+    @property
+    def cause_anomaly(self) -> float:
+        """What the entity itself shows that points at a cause (for common causes)."""
+        return (self.own_cause + self.event_score) * self.demote + self.rollup
+
+
+def analyze(
+    store: Any,
+    symptom: str,
+    at_ms: int,
+    *,
+    engine: Engine | None = None,
+    builder: TopologyBuilder | None = None,
+    top: int = 5,
+    window_ms: int | None = None,
+) -> RcaResult:
+    """Rank the likely root causes of ``symptom`` (PromQL) as of ``at_ms``, with their evidence."""
+    t0 = time.perf_counter()
+    if not isinstance(symptom, str) or not symptom.strip():
+        raise RcaError("the symptom is empty: give a PromQL expression")
+    if len(symptom.encode()) > MAX_SYMPTOM_BYTES:
+        raise RcaError(f"the symptom is longer than {MAX_SYMPTOM_BYTES} bytes")
+    if top < 1 or top > 100:
+        raise RcaError("top must be between 1 and 100")
+    window = window_ms if window_ms is not None else DEFAULT_WINDOW_MS
+    if window < 10 * STEP_MS or window > 7 * 86_400_000:
+        raise RcaError("the window must be between 100 s and 7 days")
+    engine = engine or Engine(store)
+    builder = builder or TopologyBuilder()
+    topo = builder.update(store)
+    start = at_ms - window
+    warnings: list[str] = []
+    # 1. the symptom
+    try:
+        matcher_sets = equality_labels(symptom)
+        now_res = engine.instant(symptom, at_ms, timeout_s=30)
+        series = engine.range(symptom, start, at_ms, STEP_MS, timeout_s=30)
+    except QueryError as e:
+        raise RcaError(f"cannot evaluate the symptom: {e}", e.error_type) from None
+    sym_ents: list[str] = []
+    for labels in [*(s.labels for s in now_res.vector), *(s.labels for s in series.matrix), *matcher_sets]:
+        eid = entity_of_labels(labels, topo, builder)
+        if eid and eid not in sym_ents:
+            sym_ents.append(eid)
+    sym_value = now_res.vector[0].value if now_res.vector else (now_res.scalar[1] if now_res.scalar else None)
+    sym_onset = _symptom_onset(series.matrix, start, at_ms)
+    if not sym_ents:
+        warnings.append("the symptom names no entity the topology knows (use labels such as slurm_job_id, model_name, Hostname)")
+        return RcaResult(symptom, at_ms, start, [], sym_onset, sym_value, [], 0, time.perf_counter() - t0, warnings)
+    if sym_onset is None:
+        warnings.append("the symptom did not change in the window; comparing its last quarter with the rest")
+    t_on = sym_onset if sym_onset is not None else at_ms - window // 4
+    # 2. the neighbourhood
+    cands = _neighbourhood(topo, sym_ents, [at_ms, t_on, t_on - 120_000])
+    fold = _service_of_models(topo, cands, at_ms)
+    ids, extra_hosts = _series_ids(store, topo, cands, at_ms)
+    frame = load_signals(store, start, at_ms, builder=builder, series_ids=ids) if ids else None
+    # 3. per-signal anomaly
+    ctx = _Ctx(topo, builder, cands, fold, start, at_ms, t_on)
+    if frame is not None and frame.values.shape[1]:
+        ctx.score_columns(frame)
+    ctx.add_events(store.query_events(start, at_ms))
+    ctx.add_config_labels(store, ids)
+    ctx.peers_and_rollups(extra_hosts)
+    causes = ctx.rank(sym_ents, sym_onset, top)
+    pool = sorted(c for c in ctx.c if c not in fold)
+    return RcaResult(
+        symptom,
+        at_ms,
+        start,
+        sym_ents,
+        sym_onset,
+        sym_value,
+        causes,
+        len(pool),
+        time.perf_counter() - t0,
+        warnings,
+        candidate_ids=pool,
+        frame=frame,
+    )
+
+
+# ---------------------------------------------------------------------- symptom onset
+def _robust(base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(all="ignore"):
+        import warnings as _w
+
+        with _w.catch_warnings():
+            _w.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(base, axis=0)
+            mad = np.nanmedian(np.abs(base - med), axis=0) * 1.4826
+    med = np.nan_to_num(med, nan=0.0)
+    mad = np.nan_to_num(mad, nan=0.0)
+    return med, mad
+
+
+def _symptom_onset(matrix: list[Any], start: int, at: int) -> int | None:
+    """Where the symptom's values left their baseline (the first half of the window) for good."""
+    best: int | None = None
+    for s in matrix:
+        ts, v = np.asarray(s.ts_ms), np.asarray(s.values, dtype=np.float64)
+        if len(v) < 12:
+            continue
+        mid = start + (at - start) // 2
+        base = v[ts < mid]
+        if len(base) < 6:
+            continue
+        med, mad = _robust(base[:, None])
+        scale = max(float(mad[0]), 0.02 * abs(float(med[0])), 1e-9)
+        z = np.abs((v - med[0]) / scale)
+        z = np.where(np.isfinite(z), z, Z_CAP)  # NaN/Inf (a rate of 0 over 0) counts as changed
+        on = _last_run(z > Z_ONSET, ts)
+        if on is not None and on >= mid - (at - start) // 4 and (best is None or on < best):
+            best = on
+    return best
+
+
+def _last_run(mask: np.ndarray, ts: np.ndarray, gap: int = 2) -> int | None:
+    """Start of the final run of ``mask`` that reaches the end (gaps of up to ``gap`` rows allowed)."""
+    n = len(mask)
+    if n == 0 or not mask[max(0, n - 1 - gap) :].any():
+        return None
+    i = n - 1
+    miss = 0
+    first = None
+    while i >= 0:
+        if mask[i]:
+            first, miss = i, 0
+        else:
+            miss += 1
+            if miss > gap:
+                break
+        i -= 1
+    return int(ts[first]) if first is not None else None
+
+
+# ---------------------------------------------------------------------- neighbourhood
+def _neighbourhood(topo: Topology, sym: list[str], times: list[int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in sym:
+        out[s] = 0
+        for t in times:
+            for eid, d in topo.depends_on(s, t, max_depth=MAX_DEPTH).items():
+                if d < out.get(eid, 99):
+                    out[eid] = d
+    return out
+
+
+def _service_of_models(topo: Topology, cands: dict[str, int], at: int) -> dict[str, str]:
+    """model id -> the service serving it: the engine's series are the service's own signals."""
+    fold: dict[str, str] = {}
+    for eid in list(cands):
+        if eid.startswith("model:"):
+            svcs = topo.related(eid, "model-served-by-service", at_ms=at) or topo.related(
+                eid, "model-served-by-service"
+            )
+            if len(svcs) == 1:
+                fold[eid] = svcs[0]
+                cands.setdefault(svcs[0], cands[eid] + 1)
+                cands[svcs[0]] = min(cands[svcs[0]], cands[eid])
+    return fold
+
+
+def _alt(values: Iterable[str]) -> str:
+    return "|".join(re.escape(v) for v in sorted(set(values)))
+
+
+def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> tuple[list[int], set[str]]:
+    """The series of the neighbourhood: everything on its hosts, its jobs, models, pipelines and
+    switches, plus the hardware signals of a sample of each switch's other hosts."""
+    hosts: set[str] = set()
+    by_label: dict[str, set[str]] = defaultdict(set)
+    for eid in cands:
+        e = topo.entity(eid)
+        if e is None:
+            continue
+        lab = e.labels
+        if e.kind == "node":
+            hosts.add(lab.get("Hostname") or eid[5:])
+        elif e.kind == "job":
+            by_label["slurm_job_id"].add(lab.get("slurm_job_id") or eid[4:])
+        elif e.kind == "model":
+            by_label["model_name"].add(lab.get("model_name") or eid[6:])
+        elif e.kind == "pipeline":
+            by_label["pipeline"].add(lab.get("pipeline") or eid[9:])
+        elif e.kind == "switch":
+            by_label["switch"].add(lab.get("switch") or eid[7:])
+        elif e.kind == "pod":
+            by_label["pod"].add(lab.get("pod", ""))
+    extra: set[str] = set()
+    for eid in sorted(cands):
+        if not eid.startswith("switch:"):
+            continue
+        members = topo.related(eid, "node-links-switch", outgoing=False, at_ms=at)
+        leaves = topo.related(eid, "switch-links-switch", outgoing=False, at_ms=at)
+        for leaf in _spread(leaves, 8):
+            members += _spread(topo.related(leaf, "node-links-switch", outgoing=False, at_ms=at), 4)
+        for n in _spread(sorted(set(members)), MAX_EXTRA_HOSTS):
+            h = n[5:]
+            if h not in hosts:
+                extra.add(h)
+    keys = store.index.keys
+    found: set[int] = set()
+
+    def sel(*ms: Matcher) -> None:
+        found.update(int(i) for i in store.select_ids(list(ms)))
+
+    if hosts:
+        alt = _alt(hosts)
+        sel(Matcher("instance", "=~", f"({alt})(:[0-9]+)?"))
+        sel(Matcher("Hostname", "=~", f"({alt})"))
+    for label, vals in by_label.items():
+        vals.discard("")
+        if vals:
+            sel(Matcher(label, "=~", f"({_alt(vals)})"))
+    if extra:
+        alt = _alt(extra)
+        sel(Matcher("instance", "=~", f"({alt}):9100"), Matcher("__name__", "=~", "node_infiniband_.*"))
+        sel(Matcher("Hostname", "=~", f"({alt})"), Matcher("__name__", "=", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"))
+    sub = {i: keys[i] for i in found if i in keys}
+    return select_series(sub), extra
+
+
+def _spread(items: list[str], k: int) -> list[str]:
+    if len(items) <= k:
+        return list(items)
+    step = len(items) / k
+    return [items[int(i * step)] for i in range(k)]
+
+
+# ---------------------------------------------------------------------- scoring
+class _Ctx:
+    def __init__(
+        self,
+        topo: Topology,
+        builder: TopologyBuilder,
+        cands: dict[str, int],
+        fold: dict[str, str],
+        start: int,
+        at: int,
+        t_on: int,
+    ) -> None:
+        self.topo, self.builder, self.fold = topo, builder, fold
+        self.start, self.at, self.t_on = start, at, t_on
+        self.dist = cands
+        self.c: dict[str, _Cand] = {}
+        self.frame: SignalFrame | None = None
+        self.col_value: np.ndarray = np.zeros(0)
+        self.col_z: np.ndarray = np.zeros(0)
+        self.by_metric: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+
+    def cand(self, eid: str) -> _Cand | None:
+        eid = self.fold.get(eid, eid)
+        c = self.c.get(eid)
+        if c is None:
+            e = self.topo.entity(eid)
+            if e is None or e.kind not in CANDIDATE_KINDS:
+                return None
+            c = self.c[eid] = _Cand(eid, e.kind, self.dist.get(eid, MAX_DEPTH + 1))
+        return c
+
+    # -------------------------------------------------------------- signals
+    def score_columns(self, frame: SignalFrame) -> None:
+        self.frame = frame
+        ts, vals = frame.ts_ms, frame.values.astype(np.float64, copy=True)
+        # DCGM counters without _total are raw totals: use their per-second rate
+        for j, m in enumerate(frame.metrics):
+            if m in knowledge.COUNTER_LIKE:
+                d = np.full(len(ts), np.nan)
+                d[1:] = np.diff(vals[:, j]) / (STEP_MS / 1000)
+                d[d < 0] = np.nan
+                vals[:, j] = d
+        f_lo = self.t_on - 120_000
+        base = ts < min(self.t_on - 180_000, self.at - 5 * STEP_MS)
+        if base.sum() < 12:
+            base = ts < self.start + (self.at - self.start) // 2
+        fault = ts >= f_lo
+        # rows after the newest sample anywhere are not "missing", they are the future
+        have = np.isfinite(vals).any(axis=1)
+        last_row = int(np.flatnonzero(have)[-1]) if have.any() else len(ts) - 1
+        fault &= np.arange(len(ts)) <= last_row
+        base &= have  # before the first sample anywhere is not "missing" either
+        B, F = vals[base], vals[fault]
+        n_cols = vals.shape[1]
+        med, mad = _robust(B)
+        scale = np.maximum.reduce([mad, 0.02 * np.abs(med), np.full_like(med, 1e-6)])
+        base_cov = np.isfinite(B).mean(axis=0) if len(B) else np.zeros(n_cols)
+        metrics = np.asarray(frame.metrics)
+        # flat-in-history (MAD 0) signals borrow the spread their metric shows across series
+        for m in set(frame.metrics):
+            idx = np.flatnonzero((metrics == m) & (base_cov > 0.5))
+            zero = idx[mad[idx] == 0]
+            if len(zero) and len(idx):
+                spread = float(np.median(mad[idx]))
+                if spread > 0:
+                    scale[zero] = np.maximum(scale[zero], spread)
+        # a series new in the window (a label changed: a job, a driver version) continues the
+        # baseline of its sibling: same metric, same entity
+        sibling: dict[tuple[str, str | None], int] = {}
+        for j in np.argsort(-base_cov):
+            key = (frame.metrics[j], frame.entities[j])
+            if base_cov[j] > 0.5:
+                sibling.setdefault(key, int(j))
+        usable = base_cov > 0.5
+        for jn in np.flatnonzero(~usable):
+            sj = sibling.get((frame.metrics[jn], frame.entities[jn]))
+            if sj is not None:
+                med[jn], scale[jn], usable[jn] = med[sj], scale[sj], True
+        with np.errstate(all="ignore"):
+            z = (F - med) / scale
+        za = np.nan_to_num(np.abs(z), nan=0.0)
+        nF = len(F)
+        k = min(nF - 1, max(2, nF // 4)) if nF else 0
+        sustained = -np.sort(-za, axis=0)[k] if nF else np.zeros(n_cols)
+        sustained = np.minimum(sustained, Z_CAP)
+        with np.errstate(all="ignore"):
+            import warnings as _w
+
+            with _w.catch_warnings():
+                _w.simplefilter("ignore", RuntimeWarning)
+                fmed = np.nanmedian(F, axis=0) if nF else med.copy()
+                bmax = np.nanmax(B, axis=0) if len(B) else med.copy()
+        shift = np.abs(np.nan_to_num((fmed - med) / scale, nan=0.0))
+        self.col_value, self.col_z = fmed, sustained
+        tail = vals[max(0, last_row - 5) : last_row + 1]
+        live = np.isfinite(tail).any(axis=0)
+        still = {(frame.metrics[j], frame.entities[j]) for j in np.flatnonzero(live)}
+        gone = (base_cov > 0.8) & ~live
+        for jg in np.flatnonzero(gone):
+            if (frame.metrics[jg], frame.entities[jg]) in still:
+                gone[jg] = False  # a sibling series (a label changed) still reports
+        ts_f = ts[fault]
+        for j, (metric, ent) in enumerate(zip(frame.metrics, frame.entities, strict=True)):
+            if ent is None:
+                continue
+            c = self.cand(ent)
+            if c is None:
+                continue
+            c.cols.append(j)
+            self.by_metric[metric][c.id].append(j)
+            if metric == "DCGM_FI_DEV_CLOCKS_EVENT_REASONS":
+                self._reasons(c, j, vals[:, j], base, fault, ts)
+                continue
+            if gone[j] and metric.startswith("DCGM_"):
+                # hardware telemetry stopped while the rest of the factory still reports
+                self._signal(c, j, metric, float(med[j]), float(med[j]), float(scale[j]), Z_CAP, None, "absent", knowledge.ABSENT_WEIGHT)
+                c.absent = True
+                continue
+            if not usable[j]:
+                continue
+            zs, onset_z = float(sustained[j]), za[:, j]
+            if metric in knowledge.AGE_METRICS and np.isfinite(bmax[j]):
+                # an age: anomalous once it passes the highest value it reached while healthy
+                over = np.nan_to_num((F[:, j] - bmax[j]) / max(0.1 * abs(float(bmax[j])), 1e-6), nan=0.0)
+                onset_z = np.maximum(over, 0.0) * Z_ONSET
+                zs = float(min(Z_CAP, max(0.0, float(np.nanmax(over)) if nF else 0.0) * Z_ONSET))
+                if zs < Z_ONSET:
+                    continue
+            elif zs < Z_ONSET or shift[j] < 2.0:
+                continue
+            direction = float(np.sign(fmed[j] - med[j])) if np.isfinite(fmed[j]) else 0.0
+            role, w = knowledge.role_of(metric, direction, _parse_name(frame.names[j])[1])
+            on_idx = np.flatnonzero((onset_z[:-1] > Z_ONSET) & (onset_z[1:] > Z_ONSET)) if nF > 1 else np.zeros(0, int)
+            onset = int(ts_f[on_idx[0]]) if len(on_idx) else None
+            self._signal(c, j, metric, float(fmed[j]), float(med[j]), float(scale[j]), zs, onset, role, w)
+
+    def _signal(
+        self,
+        c: _Cand,
+        j: int,
+        metric: str,
+        value: float,
+        baseline: float,
+        scale: float,
+        z: float,
+        onset: int | None,
+        role: str,
+        weight: float,
+    ) -> None:
+        assert self.frame is not None
+        name = self.frame.names[j]
+        c.signals.append(
+            SignalEvidence(metric, name, value, baseline, scale, z, onset, role, _recheck(name, metric), weight)
+        )
+        c.metrics.add(metric)
+        c.own = 0.0  # recomputed in _own
+        if onset is not None and (c.onset_ms is None or onset < c.onset_ms):
+            c.onset_ms = onset
+        c.signals.sort(key=lambda s: -s.z * _w(s))
+
+    def _reasons(self, c: _Cand, j: int, col: np.ndarray, base: np.ndarray, fault: np.ndarray, ts: np.ndarray) -> None:
+        bits_b = [decode_reasons(int(v)) for v in col[base] if np.isfinite(v)]
+        rows_f = [(int(t), decode_reasons(int(v))) for t, v in zip(ts[fault], col[fault], strict=True) if np.isfinite(v)]
+        if not rows_f:
+            return
+        assert self.frame is not None
+        for reason, w in knowledge.REASON_WEIGHT.items():
+            frac_b = sum(reason in b for b in bits_b) / max(len(bits_b), 1)
+            hits = [t for t, r in rows_f if reason in r]
+            if len(hits) / len(rows_f) >= 0.3 and frac_b < 0.1:
+                c.reasons.add(reason)
+                c.event_kinds.add("throttle")
+                name = self.frame.names[j]
+                c.events.append(
+                    EventEvidence(
+                        hits[0], "throttle", entity_labels(self.topo, c.id), {"reason": reason, "share": round(len(hits) / len(rows_f), 2)},
+                        "warning", "metrics", _reason_query(name, reason),
+                    )
+                )
+                c.event_score += EVENT_WEIGHT["throttle"] * w
+                if c.onset_ms is None or hits[0] < c.onset_ms:
+                    c.onset_ms = hits[0]
+
+    # -------------------------------------------------------------- events
+    def add_events(self, events: list[Event]) -> None:
+        for ev in events:
+            if ev.kind not in EVENT_WEIGHT:
+                continue
+            eid = entity_of_labels(ev.entity, self.topo, self.builder)
+            if eid is None and ev.entity.get("model_name"):
+                eid = f"model:{ev.entity['model_name']}"
+            if eid is None:
+                continue
+            c = self.cand(eid)
+            if c is None:
+                continue
+            early = ev.ts_ms < self.t_on - 600_000
+            w = EVENT_WEIGHT[ev.kind] * (0.3 if early else 1.0)
+            attrs = dict(ev.attributes)
+            if ev.kind == "gpu.xid" and "xid" in attrs:
+                with contextlib.suppress(TypeError, ValueError):
+                    c.xids.add(int(attrs["xid"]))
+            c.event_kinds.add(ev.kind)
+            c.event_score += w
+            c.events.append(
+                EventEvidence(ev.ts_ms, ev.kind, dict(ev.entity), attrs, ev.severity, "events", _event_query(ev))
+            )
+            if not early and (c.onset_ms is None or ev.ts_ms < c.onset_ms):
+                c.onset_ms = ev.ts_ms
+
+    def add_config_labels(self, store: Any, ids: list[int]) -> None:
+        """A configuration label (driver version, engine cache config) that changed on a live series."""
+        keys = store.index.keys
+        groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = defaultdict(list)
+        found: set[int] = set(ids)
+        # info series (skipped as signals) carry most of the configuration
+        for h in {e.labels.get("Hostname") for e in (self.topo.entity(i) for i in self.c) if e and e.kind == "node"}:
+            if h:
+                found.update(int(i) for i in store.select_ids([Matcher("instance", "=~", f"{re.escape(h)}(:[0-9]+)?"), Matcher("__name__", "=~", ".*_info")]))
+        for sid in found:
+            k = keys.get(sid)
+            if k is None or not any(lk in knowledge.CONFIG_LABELS for lk, _ in k.labels):
+                continue
+            if not (k.metric.endswith("_info") or k.metric == "DCGM_FI_DEV_GPU_TEMP"):
+                continue
+            rest = tuple((a, b) for a, b in k.labels if a not in knowledge.CONFIG_LABELS)
+            groups[(k.metric, rest)].append(sid)
+        multi = [g for g in groups.values() if len(g) > 1]
+        if not multi:
+            return
+        data = {sd.key: sd for sd in store.read_ids(np.asarray(sorted({s for g in multi for s in g}), dtype=np.int64), self.start, self.at)}
+        for g in multi:
+            spans = []
+            for sid in g:
+                sd = data.get(keys[sid])
+                if sd is not None and len(sd.ts_ms):
+                    spans.append((int(sd.ts_ms[0]), int(sd.ts_ms[-1]), keys[sid]))
+            spans.sort(key=lambda s: s[0])
+            for (_f0, l0, k0), (f1, _l1, k1) in itertools.pairwise(spans):
+                if f1 <= self.start + STEP_MS or l0 > f1 + 60_000:
+                    continue  # both from the start, or overlapping: not a change
+                d0, d1 = k0.label_dict(), k1.label_dict()
+                changed = {lk: {"from": d0.get(lk), "to": d1.get(lk)} for lk in knowledge.CONFIG_LABELS if d0.get(lk) != d1.get(lk)}
+                if not changed:
+                    continue
+                ent = entity_of_labels(d1, self.topo, self.builder)
+                if ent and ent.startswith("gpu:"):
+                    node = self.topo.related(ent, "gpu-in-node")
+                    ent = node[0] if node else ent
+                if ent is None:
+                    continue
+                c = self.cand(ent)
+                if c is None or "config.label" in c.event_kinds:
+                    continue
+                c.event_kinds.add("config.label")
+                c.event_score += EVENT_WEIGHT["config.label"] * (0.3 if f1 < self.t_on - 600_000 else 1.0)
+                label = next(iter(changed))
+                sel = _selector(k1.metric, {a: b for a, b in k1.labels if a not in knowledge.CONFIG_LABELS})
+                c.events.append(
+                    EventEvidence(f1, "config.label", entity_labels(self.topo, c.id), {"metric": k1.metric, **{a: f"{v['from']} -> {v['to']}" for a, v in changed.items()}}, "warning", "metrics", f"count by ({label}) ({sel})")
+                )
+                if c.onset_ms is None or f1 < c.onset_ms:
+                    c.onset_ms = f1
+
+    # -------------------------------------------------------------- peers and common causes
+    def _own(self, c: _Cand, *, cause_only: bool = False) -> float:
+        sig = [s for s in c.signals if not cause_only or s.role != "effect"]
+        vals = sorted((min(s.z, Z_CAP) * _w(s) for s in sig), reverse=True)
+        return sum(v * wt for v, wt in zip(vals, (1.0, 0.5, 0.25), strict=False))
+
+    def peers_and_rollups(self, extra_hosts: set[str]) -> None:
+        for c in self.c.values():
+            c.own = self._own(c)
+            c.own_cause = self._own(c, cause_only=True)
+        topo, at = self.topo, self.at
+        # peer comparison: GPUs of a node, GPUs of a job, the nodes of a job or service
+        groups: list[tuple[str, list[str]]] = []
+        for c in list(self.c.values()):
+            if c.kind == "node":
+                groups.append((c.id, [g for g in topo.related(c.id, "gpu-in-node", outgoing=False, at_ms=at) if g in self.c]))
+            elif c.kind == "job":
+                groups.append((c.id, [g for g in topo.related(c.id, "job-uses-gpu", at_ms=self.t_on) if g in self.c]))
+                groups.append((c.id, [n for n in topo.related(c.id, "job-on-node", at_ms=self.t_on) if n in self.c]))
+        for gid, members in groups:
+            self._compare(gid, members)
+        # common causes, bottom-up: node <- GPUs/NICs, leaf <- nodes, spine <- leaves, job <- nodes
+        for n in [c for c in self.c.values() if c.kind == "node"]:
+            gpus = topo.related(n.id, "gpu-in-node", outgoing=False, at_ms=at)
+            nics = [m for m in topo.related(n.id, "nic-in-node", outgoing=False, at_ms=at) if m in self.c]
+            if nics:
+                anom = sorted(self.c[m].cause_anomaly for m in nics if self.c[m].cause_anomaly >= ANOMALOUS)
+                n.net = len(anom) / len(nics) * anom[len(anom) // 2] if anom else 0.0
+            self._rollup(n, [m for m in gpus + nics if m in self.c])
+        sw = sorted((c for c in self.c.values() if c.kind == "switch"), key=lambda c: c.id)
+        tier = {}
+        for c in sw:
+            e = topo.entity(c.id)
+            tier[c.id] = e.attributes.get("tier") if e is not None else None
+        for s in sw:
+            if tier[s.id] != "spine":
+                nodes = [m for m in topo.related(s.id, "node-links-switch", outgoing=False, at_ms=at) if m in self.c]
+                self._rollup(s, nodes, score=lambda m: m.net)
+        for s in sw:
+            if tier[s.id] == "spine":
+                leaves = [m for m in topo.related(s.id, "switch-links-switch", outgoing=False, at_ms=at) if m in self.c]
+                self._rollup(s, leaves, score=lambda m: m.rollup)
+        for j in [c for c in self.c.values() if c.kind == "job"]:
+            self._rollup(j, [m for m in topo.related(j.id, "job-on-node", at_ms=self.t_on) if m in self.c], effect_only=True)
+
+    def _compare(self, group: str, members: list[str]) -> None:
+        if len(members) < 3:
+            return
+        for mid in members:
+            c = self.c[mid]
+            for s in c.signals[:3]:
+                if s.role == "absent":
+                    continue
+                vals = []
+                for other in members:
+                    js = self.by_metric.get(s.metric, {}).get(other)
+                    if js:
+                        vals.append(float(np.nanmedian([self.col_value[j] for j in js])) if other != mid else s.value)
+                if len(vals) < 3:
+                    continue
+                others = np.asarray([v for v in vals if v == v])
+                med = float(np.median(others))
+                mad = float(np.median(np.abs(others - med))) * 1.4826
+                scale = max(mad, 0.02 * abs(med), s.scale, 1e-9)
+                z = (s.value - med) / scale
+                out = abs(z) > 3.0
+                c.peers.append(PeerEvidence(group, s.metric, s.value, med, z, len(vals), out, _peer_query(s.metric, group, self.topo, members)))
+                if out and s.role == "cause":
+                    c.outlier_in.add(group)
+                break
+
+    def _rollup(
+        self,
+        c: _Cand,
+        members: list[str],
+        *,
+        min_members: int = 2,
+        effect_only: bool = False,
+        score: Any = None,
+    ) -> None:
+        """When most members of a group are anomalous alike, the group's entity is the suspect."""
+        ms = [self.c[m] for m in members]
+        if len(ms) < min_members:
+            return
+        val = score or ((lambda m: m.anomaly) if effect_only else (lambda m: m.cause_anomaly))
+        anomalous = [m for m in ms if val(m) >= ANOMALOUS]
+        f = len(anomalous) / len(ms)
+        if f < 0.6:
+            return
+        scores = sorted(val(m) for m in anomalous)
+        c.rollup += f * scores[len(scores) // 2] * (0.5 if effect_only else 1.0)
+        c.members = sorted(m.id for m in anomalous)
+        for m in anomalous:
+            if c.id not in m.outlier_in:
+                m.demote *= 1.0 - 0.6 * f
+                if score is not None:
+                    m.rollup *= 1.0 - 0.6 * f
+            c.metrics |= m.metrics
+            c.reasons |= m.reasons
+            c.event_kinds |= m.event_kinds
+            c.xids |= m.xids
+            if m.onset_ms is not None and (c.onset_ms is None or m.onset_ms < c.onset_ms):
+                c.onset_ms = m.onset_ms
+        rep = max(anomalous, key=val)
+        have = {s.series for s in c.signals}
+        c.signals.extend(s for s in rep.signals[:3] if s.series not in have)
+        c.events.extend(rep.events[:3])
+
+    # -------------------------------------------------------------- ranking
+    def rank(self, sym: list[str], sym_onset: int | None, top: int) -> list[Cause]:
+        sym_deps = {s: set(self.topo.depends_on(s, self.at, max_depth=MAX_DEPTH)) | set(self.topo.depends_on(s, self.t_on, max_depth=MAX_DEPTH)) | {s} for s in sym}
+        scored: list[tuple[float, str, _Cand]] = []
+        for c in self.c.values():
+            if c.id in self.fold:
+                continue
+            a = c.anomaly
+            if a <= 0:
+                continue
+            c.explains = sum(1 for s in sym if c.id in sym_deps[s] or self.fold.get(s) == c.id)
+            prec = 1.0
+            if sym_onset is not None and c.onset_ms is not None and c.onset_ms > sym_onset + 60_000:
+                prec = 0.7
+            dist = 1.0 / (1.0 + 0.05 * c.distance)
+            expl = 0.5 + 0.5 * c.explains / max(len(sym), 1)
+            bonus = 1.3 if c.outlier_in and c.demote == 1.0 else 1.0
+            scored.append((a * prec * dist * expl * bonus, c.id, c))
+        scored.sort(key=lambda x: (-x[0], x[1]))
+        out: list[Cause] = []
+        for score, eid, c in scored[:top]:
+            e = self.topo.entity(eid)
+            tier = e.attributes.get("tier") if e else None
+            fault = knowledge.hypothesis(c.kind, c.metrics, c.reasons, c.event_kinds, c.xids, tier=tier, absent=c.absent)
+            path = self._path(eid, sym)
+            cause = Cause(
+                eid,
+                c.kind,
+                entity_labels(self.topo, eid),
+                fault,
+                score,
+                c.onset_ms,
+                c.distance,
+                c.explains,
+                c.signals[:8],
+                sorted(c.events, key=lambda ev: ev.ts_ms)[:8],
+                c.peers[:4],
+                c.members,
+                path,
+                knowledge.RUNBOOK.get(fault, knowledge.RUNBOOK["unknown"]),
+            )
+            cause.summary = _summary(cause)
+            out.append(cause)
+        return out
+
+    def _path(self, eid: str, sym: list[str]) -> list[dict[str, Any]]:
+        for s in sym:
+            for t in (self.at, self.t_on):
+                p = self.topo.path(eid, s, t)
+                if p is not None:
+                    return [st.to_dict() for st in p]
+        return []
+
+
+# ---------------------------------------------------------------------- helpers
+_BITS = {v: k for k, v in __import__("sightglass.analytics.kpi", fromlist=["THROTTLE_REASONS"]).THROTTLE_REASONS.items()}
+
+
+def _w(s: SignalEvidence) -> float:
+    return s.weight
+
+
+def entity_labels(topo: Topology, eid: str) -> dict[str, str]:
+    e = topo.entity(eid)
+    labels = dict(e.labels) if e else {}
+    if e is not None and e.kind == "service":
+        models = topo.related(eid, "model-served-by-service", outgoing=False)
+        if len(models) == 1:
+            m = topo.entity(models[0])
+            if m is not None and m.labels.get("model_name"):
+                labels["model_name"] = m.labels["model_name"]
+    return labels
+
+
+def _selector(metric: str, labels: dict[str, str]) -> str:
+    inner = ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(labels.items()) if k not in ("__name__",))
+    return f"{metric}{{{inner}}}" if inner else metric
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _parse_name(name: str) -> tuple[str, dict[str, str]]:
+    """``metric{a="b"}`` (a SeriesKey's text, maybe with a ``:mean`` suffix) -> metric, labels."""
+    suffix = ""
+    if name.endswith(":mean") or name.endswith(":rate"):
+        name, suffix = name[:-5], name[-5:]
+    if "{" not in name:
+        return name + suffix, {}
+    metric, rest = name.split("{", 1)
+    labels: dict[str, str] = {}
+    for m in re.finditer(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', rest[:-1] if rest.endswith("}") else rest):
+        labels[m.group(1)] = m.group(2).replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+    return metric + suffix, labels
+
+
+def _recheck(name: str, metric: str) -> str:
+    """PromQL showing the signal as it was scored (a rate for counters, a mean for histograms)."""
+    base, labels = _parse_name(name)
+    drop = _DCGM_VOLATILE if metric.startswith("DCGM_") else ("cpu", "job")
+    labels = {k: v for k, v in labels.items() if k not in drop}
+    if metric == "node_mountstats_nfs_operation_latency_seconds:mean":
+        num = _selector("node_mountstats_nfs_operations_response_time_seconds_total", labels)
+        den = _selector("node_mountstats_nfs_operations_requests_total", labels)
+        return f"rate({num}[1m]) / rate({den}[1m])"
+    if metric.endswith(":mean"):
+        b = metric[: -len(":mean")]
+        return f"rate({_selector(b + '_sum', labels)}[1m]) / rate({_selector(b + '_count', labels)}[1m])"
+    sel = _selector(base, labels)
+    if metric == "node_cpu_seconds_total":
+        return f"sum without (cpu) (rate({sel}[1m]))"
+    if metric.endswith(("_total", "_count")) or metric in knowledge.COUNTER_LIKE or metric == "node_vmstat_oom_kill":
+        return f"rate({sel}[1m])"
+    return sel
+
+
+_DCGM_VOLATILE = (
+    "DCGM_FI_DRIVER_VERSION", "modelName", "pci_bus_id", "device", "hpc_job", "pod", "namespace",
+    "container", "job", "instance", "err_code", "err_msg",
+)
+
+
+def _reason_query(name: str, reason: str) -> str:
+    bit = _BITS[reason]
+    base, labels = _parse_name(name)
+    labels = {k: v for k, v in labels.items() if k not in _DCGM_VOLATILE}
+    sel = _selector(base, labels)
+    return f"{sel} % {2 * bit} >= {bit}"
+
+
+def _event_query(ev: Event) -> str | None:
+    e = ev.entity
+    host = host_of(e, instance_is_host=False) or host_of(e)
+    if ev.kind == "gpu.xid" and host:
+        return _selector("DCGM_FI_DEV_XID_ERRORS", {"Hostname": host, "gpu": str(e.get("gpu", ""))})
+    if ev.kind == "config.change" and host:
+        return _selector("DCGM_FI_DEV_POWER_MGMT_LIMIT", {"Hostname": host})
+    if ev.kind == "node.oom_kill" and host:
+        return f"increase({_selector('node_vmstat_oom_kill', {'instance': host + ':9100'})}[10m])"
+    if ev.kind == "ib.link_down" and host and e.get("device"):
+        return _selector("node_infiniband_state_id", {"instance": host + ":9100", "device": e["device"]})
+    if ev.kind == "switch.down" and e.get("switch"):
+        return _selector("ib_switch_up", {"switch": e["switch"]})
+    if ev.kind == "k8s.deploy" and e.get("model_name"):
+        return "vllm:cache_config_info"
+    return None
+
+
+def _peer_query(metric: str, group: str, topo: Topology, members: list[str]) -> str:
+    e = topo.entity(group)
+    if e is None:
+        return metric
+    if e.kind == "node":
+        return _selector(metric, {"Hostname": e.labels.get("Hostname", group[5:])})
+    if e.kind == "job" and metric.startswith("training_"):
+        return _selector(metric, {"slurm_job_id": e.labels.get("slurm_job_id", group[4:])})
+    if e.kind == "job":
+        hosts = sorted({h for m in members if (h := (topo.entity(m).labels if topo.entity(m) else {}).get("Hostname"))})
+        return f'{metric}{{Hostname=~"{"|".join(re.escape(h) for h in hosts)}"}}' if hosts else metric
+    return metric
+
+
+def _summary(c: Cause) -> str:
+    parts = []
+    for s in c.signals[:2]:
+        parts.append(f"{s.metric} {s.baseline:.4g} -> {s.value:.4g}" if s.role != "absent" else f"{s.metric} stopped reporting")
+    for ev in c.events[:2]:
+        a = ev.attributes
+        detail = a.get("reason") or a.get("xid") or a.get("setting") or a.get("to") or ""
+        parts.append(f"{ev.kind} {detail}".strip())
+    if c.members:
+        parts.append(f"common to {len(c.members)} members")
+    if any(p.outlier for p in c.peers):
+        parts.append("unlike its peers")
+    return f"{c.kind} {c.entity_id}: {c.fault}" + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def keys_text(keys: Iterable[SeriesKey]) -> list[str]:
+    return [k.text() for k in keys]

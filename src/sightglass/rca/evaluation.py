@@ -1,0 +1,252 @@
+"""``sightglass eval rca``: accuracy of the ranked causes against ground truth, next to BARO and chance.
+
+Per case the evaluation keeps the rank of the first cause matching the truth (``None``: not in the
+top 5), the number of candidates, the seconds to answer; then aggregates per fault class and
+overall:
+
+- ``AC@k``: share of cases whose truth is among the first ``k`` causes;
+- ``Avg@5``: mean of AC@1..AC@5;
+- chance: the expected AC@k of a uniformly random ranking of the same candidates, ``min(k, n) / n``
+  when the truth is one of the ``n`` candidates (0 when it is not);
+- time to answer: p50 and p95 of the analysis seconds (loading a case into a store is not counted).
+
+A cause matches the simulator's truth when its kind equals ``truth.kind`` and its labels include every
+``truth.match`` pair; for the public benchmarks (``--format rcaeval|nezha``) a ranking item matches when
+it equals the truth's service name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sightglass.rca.cases import Case, load_case_store, read_case
+
+KS = (1, 2, 3, 4, 5)
+
+
+@dataclass(slots=True)
+class CaseScore:
+    """One method's answer on one case."""
+
+    case: str
+    fault: str
+    method: str
+    rank: int | None  # 1-based rank of the truth, None when not in the ranking
+    candidates: int
+    truth_in_candidates: bool
+    seconds: float
+    top: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "fault": self.fault,
+            "method": self.method,
+            "rank": self.rank,
+            "candidates": self.candidates,
+            "truth_in_candidates": self.truth_in_candidates,
+            "seconds": round(self.seconds, 4),
+            "top": self.top,
+            "error": self.error,
+        }
+
+
+def matches(kind: str, labels: Mapping[str, str], truth: Mapping[str, Any]) -> bool:
+    """A ranked cause matches when its kind is the truth's and it has every truth label."""
+    if kind != truth.get("kind"):
+        return False
+    return all(labels.get(k) == str(v) for k, v in (truth.get("match") or {}).items())
+
+
+def chance_at(k: int, n: int, present: bool) -> float:
+    """Expected AC@k of a uniformly random ranking of ``n`` candidates holding the truth once."""
+    if not present or n <= 0:
+        return 0.0
+    return min(k, n) / n
+
+
+def _percentile(xs: Sequence[float], q: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    i = q * (len(s) - 1)
+    lo, hi = math.floor(i), math.ceil(i)
+    return s[lo] + (s[hi] - s[lo]) * (i - lo)
+
+
+def aggregate(scores: Sequence[CaseScore]) -> dict[str, Any]:
+    """AC@k, Avg@5, chance and time, for the cases given (one method)."""
+    n = len(scores)
+    out: dict[str, Any] = {"cases": n}
+    if n == 0:
+        return out
+    for k in KS:
+        out[f"AC@{k}"] = sum(1 for s in scores if s.rank is not None and s.rank <= k) / n
+    out["Avg@5"] = sum(out[f"AC@{k}"] for k in KS) / len(KS)
+    for k in (1, 3):
+        out[f"chance_AC@{k}"] = sum(chance_at(k, s.candidates, s.truth_in_candidates) for s in scores) / n
+    out["chance_Avg@5"] = sum(
+        sum(chance_at(k, s.candidates, s.truth_in_candidates) for k in KS) / len(KS) for s in scores
+    ) / n
+    secs = [s.seconds for s in scores if s.error is None]
+    out["seconds_p50"] = _percentile(secs, 0.5)
+    out["seconds_p95"] = _percentile(secs, 0.95)
+    out["errors"] = sum(1 for s in scores if s.error is not None)
+    return out
+
+
+def summarize(scores: Sequence[CaseScore]) -> dict[str, Any]:
+    """Per method: overall and per fault class."""
+    methods = list(dict.fromkeys(s.method for s in scores))
+    out: dict[str, Any] = {}
+    for m in methods:
+        ms = [s for s in scores if s.method == m]
+        faults = sorted({s.fault for s in ms})
+        out[m] = {
+            "overall": aggregate(ms),
+            "per_fault": {f: aggregate([s for s in ms if s.fault == f]) for f in faults},
+        }
+    return out
+
+
+# ---------------------------------------------------------------------- the simulator format
+def evaluate_sim_case(case: Case, *, with_baro: bool = True, workdir: str | None = None) -> list[CaseScore]:
+    """Load one case into a temporary store and score Sightglass (and BARO) on it."""
+    from sightglass.rca.engine import analyze, entity_labels
+    from sightglass.topology.infer import TopologyBuilder
+
+    fault = str(case.truth.get("fault", "unknown"))
+    out: list[CaseScore] = []
+    with tempfile.TemporaryDirectory(prefix="sightglass-rca-", dir=workdir) as tmp:
+        store = load_case_store(case, Path(tmp) / "data")
+        try:
+            builder = TopologyBuilder()
+            if case.inventory:
+                builder.add_inventory(case.inventory)
+            topo = builder.update(store)
+            t0 = time.perf_counter()
+            try:
+                res = analyze(store, case.symptom, case.at_ms, builder=builder, top=5)
+            except Exception as e:  # one case failing must not stop the suite; it counts as a miss
+                out.append(CaseScore(case.name, fault, "sightglass", None, 0, False, time.perf_counter() - t0, error=f"{type(e).__name__}: {e}"))
+                return out
+            secs = time.perf_counter() - t0
+            rank = next((i + 1 for i, c in enumerate(res.causes) if matches(c.kind, c.labels, case.truth)), None)
+            truth_ids = [
+                eid for eid in res.candidate_ids
+                if topo.entity(eid) is not None and matches(topo.entity(eid).kind, entity_labels(topo, eid), case.truth)  # type: ignore[union-attr]
+            ]
+            out.append(
+                CaseScore(case.name, fault, "sightglass", rank, len(res.candidate_ids), bool(truth_ids), secs, [c.entity_id for c in res.causes])
+            )
+            if with_baro:
+                out.append(_baro_case(case, fault, res, topo, truth_ids))
+        finally:
+            store.close()
+    return out
+
+
+def _inject_ms(case: Case) -> int:
+    """The fault's start from the case's ``truth.jsonl`` (BARO is given it, as RCAEval does)."""
+    f = case.path / "truth.jsonl"
+    if f.is_file():
+        try:
+            first = json.loads(f.read_text().splitlines()[0])
+            return int(first["start_ms"])
+        except (ValueError, KeyError, IndexError):
+            pass
+    return case.at_ms - 300_000
+
+
+def _baro_case(case: Case, fault: str, res: Any, topo: Any, truth_ids: list[str]) -> CaseScore:
+    """BARO on the same signals Sightglass read (the symptom's neighbourhood)."""
+    t0 = time.perf_counter()
+    try:
+        from sightglass.rca.external import baro_rank
+    except ImportError as e:
+        return CaseScore(case.name, fault, "baro", None, 0, False, 0.0, error=f"BARO unavailable: {e}")
+    frame = res.frame
+    if frame is None or not frame.values.shape[1]:
+        return CaseScore(case.name, fault, "baro", None, 0, False, 0.0, error="BARO: no signals to rank")
+    import pandas as pd
+
+    alias: dict[str, str] = {}
+    back: dict[str, str] = {}
+    cols: dict[str, Any] = {"time": frame.ts_ms / 1000.0}
+    fold = {}
+    for eid in res.candidate_ids:
+        fold[eid] = eid
+    for j, (ent, metric) in enumerate(zip(frame.entities, frame.metrics, strict=True)):
+        if ent is None:
+            continue
+        if ent.startswith("model:"):
+            svc = topo.related(ent, "model-served-by-service")
+            ent = svc[0] if len(svc) == 1 else ent
+        a = alias.setdefault(ent, f"e{len(alias)}")
+        back[a] = ent
+        cols[f"{a}_{metric.replace('_', '.')}{j}"] = frame.values[:, j]
+    df = pd.DataFrame(cols)
+    try:
+        ranked = baro_rank(df, _inject_ms(case) / 1000.0)
+    except Exception as e:  # BaroUnavailable, or BARO failing on this frame
+        return CaseScore(case.name, fault, "baro", None, 0, False, time.perf_counter() - t0, error=f"BARO unavailable: {e}" if "nstall" in str(e) else f"BARO failed: {e}")
+    ents = [back.get(a, a) for a in ranked]
+    truth = set(truth_ids)
+    rank = next((i + 1 for i, e in enumerate(ents[:5]) if e in truth), None)
+    return CaseScore(case.name, fault, "baro", rank, len(back), bool(truth & set(back.values())), time.perf_counter() - t0, ents[:5])
+
+
+def find_cases(paths: Sequence[str]) -> list[Path]:
+    """Case folders under each path (the path itself when it holds case.json)."""
+    out: list[Path] = []
+    for p in paths:
+        root = Path(p)
+        if (root / "case.json").is_file():
+            out.append(root)
+        elif root.is_dir():
+            out.extend(sorted(d for d in root.iterdir() if (d / "case.json").is_file()))
+        else:
+            raise FileNotFoundError(f"{p}: no such directory")
+    return out
+
+
+def evaluate_sim(
+    paths: Sequence[str],
+    *,
+    with_baro: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[CaseScore]:
+    out: list[CaseScore] = []
+    for d in find_cases(paths):
+        case = read_case(d)
+        out.extend(evaluate_sim_case(case, with_baro=with_baro))
+        if progress:
+            progress(case.name)
+    return out
+
+
+# ---------------------------------------------------------------------- public benchmarks
+def scores_from_external(rows: Sequence[Mapping[str, Any]]) -> list[CaseScore]:
+    """Turn ``sightglass.rca.external.evaluate_cases`` rows into scores (item == truth)."""
+    out: list[CaseScore] = []
+    for r in rows:
+        truth = str(r.get("truth", ""))
+        n = int(r.get("candidates") or 0)
+        for method, m in (r.get("methods") or {}).items():
+            ranking = [str(x) for x in (m.get("ranking") or [])]
+            rank = next((i + 1 for i, x in enumerate(ranking) if x == truth), None)
+            out.append(
+                CaseScore(
+                    str(r.get("case", "")), str(r.get("fault", "unknown")), str(method), rank if rank is not None and rank <= 5 else None,
+                    n, bool(n), float(m.get("seconds") or 0.0), ranking[:5], m.get("error"),
+                )
+            )
+    return out
