@@ -163,3 +163,20 @@ def test_idle_rule_matches_the_analytics_kpi(sim_factory: SimFactory) -> None:
     assert len(theirs) == 32 and any(v for rows in theirs.values() for _, v in rows)
     for gid, (ts, flags) in ours.items():
         assert list(zip(ts.tolist(), flags.tolist(), strict=True)) == theirs[gid[0]]
+
+
+def test_roi_against_the_benchmark_cloud_price(sim_factory: SimFactory) -> None:
+    """ROI: the used GPU-hours at the default sheet's benchmark prices (AWS $6.88/H100-h, GCP
+    $5.07/A100-h) against what the fleet cost at the sheet's own rates."""
+    f = sim_factory
+    with DuckDBStore(f.data, read_only=True) as store:
+        an = CostAnalysis.run(store, f.start_ms, f.end_ms, prices=PriceSheet.default())
+    used_h = {"H100": Fraction(0), "A100": Fraction(0)}
+    for ln in an.ledger.lines:
+        if ln.category == "used":
+            used_h[ln.gpu_key] += ln.gpu_ms / 3_600_000
+    roi = an.report("team")["roi"]
+    want = used_h["H100"] * Fraction("6.88") + used_h["A100"] * Fraction("5.07")
+    assert abs(Fraction(roi["benchmark_for_used_gpu_hours_usd"]) - want) < Fraction(1, 10**6)
+    assert roi["paying_off"] == (want >= Fraction(roi["fleet_usd"]))
+    assert roi["gpu_models_without_benchmark"] == []

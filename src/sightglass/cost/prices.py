@@ -53,6 +53,7 @@ class GpuPrice(_Strict):
     years: Decimal | None = Field(default=None, gt=0)
     residual_ratio: Decimal = Field(default=Decimal(0), ge=0, le=1)
     assumed_power_watts: Decimal | None = Field(default=None, ge=0)  # when no energy counter
+    benchmark_usd_per_gpu_hour: Decimal | None = Field(default=None, ge=0)  # reference cloud price (ROI)
     match: list[str] = Field(default_factory=list)  # substrings of DCGM modelName (default: the key)
 
     @model_validator(mode="after")
@@ -245,6 +246,14 @@ class PriceSheet:
         self._cache[ck] = r
         return r
 
+    def benchmark_micro_per_hour(self, gpu_key: str, ts_ms: int) -> Fraction | None:
+        """The reference cloud price of a GPU-hour (``benchmark_usd_per_gpu_hour``) at ``ts_ms``."""
+        vi = self.version_at(ts_ms)
+        if vi is None or gpu_key not in self.versions[vi].gpu:
+            return None
+        b = self.versions[vi].gpu[gpu_key].benchmark_usd_per_gpu_hour
+        return Fraction(b) * MICRO if b is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         out = self.model.model_dump(mode="json", by_alias=True, exclude_defaults=False)
         out["source"] = self.source
@@ -284,7 +293,7 @@ currency = "USD"
 
 [[version]]
 effective = "2025-06-01T00:00:00Z"
-basis = "docs/calibration.md §E: neocloud on-demand H100 $2.49 (Lambda, 2026), A100 80 GB $1.50 (specialty range 1.10-1.50), reserved 1-yr H100 $1.79 (CoreWeave), L40S AWS g6e $1.861 / spot $1.10 / 1-yr RI $1.13, H200 specialty mid $4.00; US industrial power $0.08/kWh, PUE 1.3 (new large sites), IEA world grid 0.445 kg CO2e/kWh"
+basis = "docs/calibration.md §E: neocloud on-demand H100 $2.49 (Lambda, 2026), A100 80 GB $1.50 (specialty range 1.10-1.50), reserved 1-yr H100 $1.79 (CoreWeave), L40S AWS g6e $1.861 / spot $1.10 / 1-yr RI $1.13, H200 specialty mid $4.00; ROI benchmarks: AWS p5 on-demand after the June 2025 cut $6.88/H100-h, p5e capacity block $5.41/H200-h, GCP a2 80 GB $5.07/A100-h; US industrial power $0.08/kWh, PUE 1.3 (new large sites), IEA world grid 0.445 kg CO2e/kWh"
 energy_usd_per_kwh = 0.08
 pue = 1.3
 carbon_kg_per_kwh = 0.445
@@ -297,18 +306,21 @@ tier = "on_demand"
 on_demand_usd_per_gpu_hour = 2.49
 reserved_usd_per_gpu_hour = 1.79
 assumed_power_watts = 500
+benchmark_usd_per_gpu_hour = 6.88
 
 [version.gpu.H200]
 pricing = "cloud"
 on_demand_usd_per_gpu_hour = 4.00
 reserved_usd_per_gpu_hour = 2.80
 assumed_power_watts = 550
+benchmark_usd_per_gpu_hour = 5.41
 
 [version.gpu.A100]
 pricing = "cloud"
 on_demand_usd_per_gpu_hour = 1.50
 reserved_usd_per_gpu_hour = 1.05
 assumed_power_watts = 250
+benchmark_usd_per_gpu_hour = 5.07
 
 [version.gpu.L40S]
 pricing = "cloud"

@@ -171,7 +171,10 @@ _COLUMNS = (
 
 def _money(s: str) -> str:
     whole, _, frac = s.partition(".")
-    return f"{int(whole):,}.{frac[:2]}" if frac else s
+    if not frac:
+        return s
+    sign = "-" if whole.startswith("-") else ""
+    return f"{sign}{abs(int(whole)):,}.{frac[:2]}"
 
 
 def render(report: dict[str, Any], fmt: str) -> str:
@@ -243,7 +246,14 @@ def _table(report: dict[str, Any]) -> str:
 def _caption(report: dict[str, Any], rec: dict[str, Any]) -> str:
     ok = "reconciles exactly" if rec["exact"] else "DOES NOT RECONCILE"
     warn = f"; {len(report['warnings'])} warning(s)" if report["warnings"] else ""
-    return f"Σ rows = fleet ${report['totals']['fleet_usd']} ({ok}, micro-dollars){warn}"
+    roi = report.get("roi")
+    extra = ""
+    if roi and not roi["gpu_models_without_benchmark"]:
+        extra = (
+            f"\nused GPU-hours at the benchmark cloud price: ${_money(roi['benchmark_for_used_gpu_hours_usd'])}"
+            f" (savings ${_money(roi['savings_vs_benchmark_usd'])})"
+        )
+    return f"Σ rows = fleet ${report['totals']['fleet_usd']} ({ok}, micro-dollars){warn}{extra}"
 
 
 def _html(report: dict[str, Any]) -> str:
