@@ -42,6 +42,31 @@ def _rows() -> list[tuple[str, dict[str, str], int, float]]:
         ("DCGM_FI_PROF_SM_ACTIVE", _gpu("GPU-C", "h1", "2", pod="c", namespace="ml")),
         # GPU-D on h2: a Slurm job for the first half hour (events), then free
         ("DCGM_FI_PROF_SM_ACTIVE", _gpu("GPU-D", "h2", "0")),
+        # GPU-E on h4: two bare processes (no pod, no job), measured by the agent at 0.6 and 0.2 SM
+        (
+            "sightglass_gpu_process_memory_used_bytes",
+            _gpu("GPU-E", "h4", "1", pid="100", user="ana", command="python a.py"),
+        ),
+        (
+            "sightglass_gpu_process_sm_utilization_ratio",
+            _gpu("GPU-E", "h4", "1", pid="100", user="ana", command="python a.py"),
+        ),
+        (
+            "sightglass_gpu_process_memory_used_bytes",
+            _gpu("GPU-E", "h4", "1", pid="200", user="bo", command="python b.py"),
+        ),
+        (
+            "sightglass_gpu_process_sm_utilization_ratio",
+            _gpu("GPU-E", "h4", "1", pid="200", user="bo", command="python b.py"),
+        ),
+        ("DCGM_FI_PROF_SM_ACTIVE", _gpu("GPU-E", "h4", "1")),
+        # GPU-F on h3: time-sliced pods p and q, with the agent's per-process SM (0.3 vs 0.1) mapped by pod_uid
+        ("DCGM_FI_PROF_SM_ACTIVE", _gpu("GPU-F", "h3", "0", pod="p", namespace="ml")),
+        ("DCGM_FI_PROF_SM_ACTIVE", _gpu("GPU-F", "h3", "0", pod="q", namespace="ml")),
+        ("sightglass_gpu_process_sm_utilization_ratio", _gpu("GPU-F", "h3", "0", pid="7", pod_uid="u-p")),
+        ("sightglass_gpu_process_sm_utilization_ratio", _gpu("GPU-F", "h3", "0", pid="8", pod_uid="u-q")),
+        ("kube_pod_info", {"namespace": "ml", "pod": "p", "uid": "u-p", "node": "h3"}),
+        ("kube_pod_info", {"namespace": "ml", "pod": "q", "uid": "u-q", "node": "h3"}),
         (
             "kube_pod_container_resource_requests",
             {
@@ -56,7 +81,12 @@ def _rows() -> list[tuple[str, dict[str, str], int, float]]:
     rows = []
     for t in range(T0, T0 + HOUR + 1, STEP):
         for name, lab in series:
-            rows.append((name, lab, t, 0.5 if name == "kube_pod_container_resource_requests" else 0.4))
+            value = {"kube_pod_container_resource_requests": 0.5, "kube_pod_info": 1.0}.get(name, 0.4)
+            if name == "sightglass_gpu_process_sm_utilization_ratio":
+                value = {"100": 0.6, "200": 0.2, "7": 0.3, "8": 0.1}[lab["pid"]]
+            elif name == "sightglass_gpu_process_memory_used_bytes":
+                value = 4e9
+            rows.append((name, lab, t, value))
     return rows
 
 
@@ -87,7 +117,16 @@ def test_shares_from_the_store(tmp_path: Path) -> None:
         if ln.workload:
             conf[ln.workload.id] = ln.confidence
     gpu_hour = 7_000_000  # µ$ per GPU-hour
-    assert led.gpu_totals == dict.fromkeys(("gpu:GPU-A", "gpu:GPU-B", "gpu:GPU-C", "gpu:GPU-D"), gpu_hour)
+    gpus = ("gpu:GPU-A", "gpu:GPU-B", "gpu:GPU-C", "gpu:GPU-D", "gpu:GPU-E", "gpu:GPU-F")
+    assert led.gpu_totals == dict.fromkeys(gpus, gpu_hour)
+    # bare processes split by their measured SM activity: 0.6 : 0.2
+    assert (
+        per[("gpu:GPU-E", "process:h4/100")] == 5_250_000
+        and per[("gpu:GPU-E", "process:h4/200")] == 1_750_000
+    )
+    assert conf["process:h4/100"] == "medium"
+    # time-sliced pods with per-process measurements: 0.3 : 0.1, not an equal split
+    assert per[("gpu:GPU-F", "pod:ml/p")] == 5_250_000 and per[("gpu:GPU-F", "pod:ml/q")] == 1_750_000
     assert per[("gpu:GPU-A", "pod:ml/m1")] == 3_000_000 and per[("gpu:GPU-A", "pod:ml/m2")] == 1_000_000
     assert per[("gpu:GPU-A", "-")] == 3_000_000  # 3 of 7 compute slices unused
     assert per[("gpu:GPU-B", "pod:ml/a")] == per[("gpu:GPU-B", "pod:ml/b")] == 3_500_000
@@ -98,5 +137,8 @@ def test_shares_from_the_store(tmp_path: Path) -> None:
     shares = {a.workload.id: (a.share, a.share_source) for a in an.inputs.allocations}
     assert shares["pod:ml/m1"] == (Fraction(3, 7), "mig-profile")
     assert shares["pod:ml/c"] == (Fraction(1, 2), "request-fraction")
+    assert shares["process:h4/100"] == (Fraction(3, 4), "measured")
+    proc = next(a.workload for a in an.inputs.allocations if a.workload.id == "process:h4/100")
+    assert (proc.kind, proc.project, proc.name) == ("process", "ana", "python a.py")
     job = next(a.workload for a in an.inputs.allocations if a.workload.id == "job:7")
     assert job.team == "nlp" and job.project == "train"

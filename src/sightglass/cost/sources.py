@@ -340,6 +340,88 @@ def describe_workload(topo: Topology, wid: str, at_ms: int | None) -> Workload:
     return Workload(wid, kind, team, "", "", "", wid)
 
 
+PROC_MEM = "sightglass_gpu_process_memory_used_bytes"
+PROC_SM = "sightglass_gpu_process_sm_utilization_ratio"
+
+
+def process_allocations(
+    store: Any, start_ms: int, end_ms: int, step_ms: int
+) -> tuple[list[Allocation], dict[tuple[str, str], float]]:
+    """From the node agent's per-process series (``sightglass_gpu_process_*``, NVML): allocations of
+    *bare* processes (neither in a Slurm job nor in a pod) and each workload's measured SM activity per
+    GPU (processes of a pod summed via ``pod_uid``), for splitting shared GPUs by measurement."""
+    uid_pod: dict[str, str] = {}
+    for key in store.series([[Matcher("__name__", "=~", "kube_pod_info|kube_pod_status_phase")]], None, None):
+        lab = key.label_dict()
+        if lab.get("uid") and lab.get("pod") and lab.get("namespace"):
+            uid_pod[lab["uid"]] = f"pod:{lab['namespace']}/{lab['pod']}"
+    sel = [Matcher("__name__", "=~", f"{PROC_MEM}|{PROC_SM}")]
+    spans: dict[tuple[str, str], list[int]] = {}
+    meta: dict[tuple[str, str], dict[str, str]] = {}
+    sm_sum: dict[tuple[str, str], float] = {}
+    for sd in store.select(sel, start_ms - step_ms, end_ms):
+        lab = sd.key.label_dict()
+        ident = _gpu_ident(lab)
+        ok = ~sd.stale & ~np.isnan(sd.values)
+        if ident is None or not ok.any() or not lab.get("pid"):
+            continue
+        gid = ident[0]
+        if lab.get("slurm_job"):
+            wid = f"job:{lab['slurm_job']}"
+        elif lab.get("pod_uid"):
+            wid = uid_pod.get(lab["pod_uid"], "")
+            if not wid:
+                continue
+        else:
+            wid = f"process:{ident[1]}/{lab['pid']}"
+        ts = sd.ts_ms[ok]
+        if sd.key.metric == PROC_SM:
+            k = (gid, wid)
+            sm_sum[k] = sm_sum.get(k, 0.0) + float(sd.values[ok].mean())
+        elif wid.startswith("process:"):
+            sp = spans.setdefault((gid, wid), [int(ts[0]), int(ts[-1])])
+            sp[0], sp[1] = min(sp[0], int(ts[0])), max(sp[1], int(ts[-1]))
+            meta[(gid, wid)] = lab
+    allocs = []
+    for (gid, wid), (a, b) in sorted(spans.items()):
+        lab = meta[(gid, wid)]
+        user = lab.get("user", "")
+        w = Workload(wid, "process", "", user, "", "", lab.get("command", "") or wid)
+        allocs.append(Allocation(w, gid, a, b + step_ms, None, "exclusive", "medium"))
+    return allocs, sm_sum
+
+
+def apply_measured_shares(
+    allocations: list[Allocation], measured: dict[tuple[str, str], float]
+) -> list[Allocation]:
+    """Where several holders share a GPU without given shares and every one of them has a measured
+    SM activity there, split by it (``measured``, confidence medium) instead of equally."""
+    by_gpu: dict[str, list[int]] = {}
+    for i, al in enumerate(allocations):
+        if al.share is None:
+            by_gpu.setdefault(al.gpu, []).append(i)
+    out = list(allocations)
+    for gid, idx in by_gpu.items():
+        holders = sorted({allocations[i].workload.id for i in idx})
+        if len(holders) < 2 or any((gid, h) not in measured for h in holders):
+            continue
+        lo = max(allocations[i].start_ms for i in idx)
+        hi = min(allocations[i].end_ms for i in idx)
+        if any(hi - lo < 0.9 * (allocations[i].end_ms - allocations[i].start_ms) for i in idx):
+            continue  # not one shared period: holders that came and went keep the equal split
+        total = sum(measured[(gid, h)] for h in holders)
+        if total <= 0:
+            continue
+        shares = {h: Fraction(measured[(gid, h)] / total).limit_denominator(100_000) for h in holders[:-1]}
+        shares[holders[-1]] = max(Fraction(0), 1 - sum(shares.values(), Fraction(0)))
+        for i in idx:
+            al = allocations[i]
+            out[i] = Allocation(
+                al.workload, al.gpu, al.start_ms, al.end_ms, shares[al.workload.id], "measured", "medium"
+            )
+    return out
+
+
 def _requested_shares(store: Any, start_ms: int, end_ms: int) -> dict[str, tuple[Fraction, str]]:
     """Fractional GPU requests per pod (kube-state-metrics): ``nvidia_com_gpu`` < 1 or HAMi cores."""
     out: dict[str, tuple[Fraction, str]] = {}
@@ -380,6 +462,8 @@ def gather(
     fleet = fleet_of(usage, start_ms, end_ms, retire_after_ms)
     topo = topology if topology is not None else TopologyBuilder().update(store)
     allocs = allocations_from_topology(topo, store, start_ms, end_ms, step)
+    procs, measured = process_allocations(store, start_ms, end_ms, step)
+    allocs = apply_measured_shares(allocs + procs, measured)
     allocs.extend(extra_allocations)
     idle, src = idle_intervals(store, usage, start_ms, end_ms, step, kpi=KpiConfig(step_ms=step))
     return Inputs(start_ms, end_ms, step, fleet, usage, allocs, idle, src, topo)
