@@ -19,7 +19,7 @@ if [[ $DEV == 1 ]]; then
   python -m pip install -q -e '.[dev]'
   if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
     need=()
-    for pkg in prometheus victoria-metrics chromium postgresql; do
+    for pkg in prometheus victoria-metrics chromium prometheus-alertmanager postgresql; do
       dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if (( ${#need[@]} )); then

@@ -1,0 +1,292 @@
+"""The server's alerting loop: evaluate the rules, fold alerts into incidents, notify.
+
+Every ``evaluation_interval`` (off the event loop, in a thread): evaluate the due groups at the
+alerting clock, hand every alert to the incident manager (grouping, RCA), then send: alerts to the
+Alertmanager notifiers (Prometheus' resend rule), and each changed incident as one webhook/Slack
+notification. Silenced alerts are evaluated and grouped but not sent.
+
+The clock (``[alerting] clock``): ``wall`` is the wall clock (Prometheus); ``data`` is the newest
+sample in the store (a back-filled or simulated store is alerted on as if live); ``auto`` (default)
+takes the wall clock while data is arriving (newest sample within 15 minutes) and the data clock
+otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sightglass.alerting.catalog import DuckDBCatalog, MemoryCatalog
+from sightglass.alerting.config import AlertingConfig, alerting_config
+from sightglass.alerting.evaluator import Alert, RuleEvaluator
+from sightglass.alerting.incidents import Incident, IncidentManager, load_rca
+from sightglass.alerting.notify import Dispatcher, NotificationGroup
+from sightglass.alerting.rules import RuleError, RuleGroup, default_rule_paths, load_rule_files
+from sightglass.alerting.silences import Silences
+from sightglass.alerting.slo import SLO, default_slo_path, load_slo_files, slo_rule_groups, slo_status
+from sightglass.config import ConfigError, parse_duration_ms
+
+log = logging.getLogger("sightglass.alerting")
+
+LIVE_WINDOW_MS = 15 * 60_000
+
+
+def load_slos(cfg: AlertingConfig) -> list[SLO]:
+    slo_paths: list[Any] = [default_slo_path()] if cfg.default_slos else []
+    slo_paths += cfg.slo_files
+    try:
+        return load_slo_files(slo_paths) if slo_paths else []
+    except RuleError as e:
+        raise ConfigError("[alerting] SLOs do not load:\n  " + "\n  ".join(e.errors)) from None
+
+
+def load_groups(cfg: AlertingConfig, slos: list[SLO] | None = None) -> list[RuleGroup]:
+    """The default pack (unless switched off), the configured rule files and the SLO-generated rules."""
+    paths: list[Any] = list(default_rule_paths()) if cfg.default_rules else []
+    paths += cfg.rule_files
+    try:
+        groups = load_rule_files(paths) if paths else []
+    except RuleError as e:
+        raise ConfigError("[alerting] rules do not load:\n  " + "\n  ".join(e.errors)) from None
+    return groups + slo_rule_groups(load_slos(cfg) if slos is None else slos)
+
+
+class AlertingService:
+    def __init__(
+        self,
+        store: Any,
+        engine: Any,
+        config: AlertingConfig | dict[str, Any] | None = None,
+        *,
+        groups: list[RuleGroup] | None = None,
+        topology: Callable[[], Any] | None = None,
+        rca: Callable[[str, int], dict[str, Any] | None] | bool | None = True,
+        transport: Any = None,
+        catalog: Any = None,
+    ) -> None:
+        self.cfg = alerting_config(config)
+        self.store = store
+        self.engine = engine
+        self.slos = load_slos(self.cfg) if groups is None else []
+        self.groups = groups if groups is not None else load_groups(self.cfg, self.slos)
+        self.lock = threading.RLock()  # the loop thread and the HTTP handlers share the state
+        self.evaluator = RuleEvaluator(
+            engine,
+            self.groups,
+            interval_ms=self.cfg.interval_ms,
+            store=store,
+            external_labels=self.cfg.external_labels,
+            external_url=self.cfg.external_url,
+            write_alerts_series=self.cfg.write_alerts_series,
+            resend_delay_ms=parse_duration_ms(self.cfg.resend_delay),
+        )
+        if catalog is None:
+            catalog = DuckDBCatalog(store) if hasattr(store, "cursor") else MemoryCatalog()
+        self.catalog: Any = catalog
+        self.silences = Silences(self.catalog)
+        self.dispatcher = Dispatcher(
+            self.cfg.notifiers,
+            external_url=self.cfg.external_url,
+            repeat_interval_ms=parse_duration_ms(self.cfg.repeat_interval),
+            transport=transport,
+        )
+        self._builder: Any = None
+        rca_fn, note = self._rca(rca)
+        self.incidents = IncidentManager(
+            self.catalog, topology=topology or self._topology, rca=rca_fn, rca_note=note,
+            min_severity=self.cfg.incident_min_severity,
+        ) if self.cfg.incidents else None  # fmt: skip
+        self.steps = 0
+        self.last_step_s = 0.0
+        self.last_at_ms: int | None = None
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ wiring
+    def _rca(self, rca: Any) -> tuple[Callable[[str, int], dict[str, Any] | None] | None, str]:
+        if callable(rca):
+            return rca, ""
+        if rca is False or not self.cfg.rca:
+            return None, "rca unavailable: switched off ([alerting] rca = false)"
+        analyze, note = load_rca()
+        if analyze is None:
+            return None, note
+
+        def run(symptom: str, at_ms: int) -> dict[str, Any] | None:
+            builder = self._topology_builder()
+            result = analyze(self.store, symptom, at_ms, engine=self.engine, builder=builder)
+            return dict(result.to_dict())
+
+        return run, ""
+
+    def _topology_builder(self) -> Any:
+        from sightglass.topology import TopologyBuilder
+
+        if self._builder is None:
+            self._builder = TopologyBuilder()
+        self._builder.update(self.store)
+        return self._builder
+
+    def _topology(self) -> Any:
+        try:
+            return self._topology_builder().topology
+        except Exception as e:  # grouping falls back to "same entity" without a topology
+            log.warning("topology unavailable for incident grouping: %s", e)
+            return None
+
+    def close(self) -> None:
+        self.dispatcher.close()
+
+    # ------------------------------------------------------------------ the loop
+    def clock_ms(self) -> int:
+        wall = int(time.time() * 1000)
+        newest = int(getattr(self.store, "newest_ms", 0) or 0)
+        if self.cfg.clock == "wall" or newest <= 0:
+            return wall
+        if self.cfg.clock == "data":
+            return newest
+        return wall if wall - newest < LIVE_WINDOW_MS else newest
+
+    def step(self, at_ms: int | None = None) -> dict[str, Any]:
+        """One evaluation round at ``at_ms`` (the alerting clock by default)."""
+        at = self.clock_ms() if at_ms is None else at_ms
+        t0 = time.perf_counter()
+        with self.lock:
+            to_send = self.evaluator.evaluate(at)
+            out = self.process(at, to_send)
+        self.last_step_s = time.perf_counter() - t0
+        self.last_at_ms = at
+        self.steps += 1
+        return out
+
+    def replay(self, start_ms: int, end_ms: int) -> dict[str, Any]:
+        """Evaluate a past span (range queries) and process each step as the live loop would."""
+        sent = {"alerts": 0, "groups": 0}
+
+        def on_step(ts: int, to_send: list[Alert]) -> None:
+            r = self.process(ts, to_send)
+            sent["alerts"] += r["alerts_sent"]
+            sent["groups"] += r["groups_sent"]
+            self.last_at_ms = ts
+
+        with self.lock:
+            steps = self.evaluator.replay(start_ms, end_ms, on_step)
+        return {"steps": steps, **sent}
+
+    def process(self, at_ms: int, to_send: list[Alert]) -> dict[str, Any]:
+        changed: list[Incident] = []
+        if self.incidents is not None:
+            changed = self.incidents.observe(self.evaluator.alerts(include_inactive=True), at_ms)
+        unmuted = [a for a in to_send if not self.silences.muted_by(a.labels, at_ms)]
+        extra: dict[str, dict[str, str]] = {}
+        if self.incidents is not None:
+            for a in unmuted:
+                inc = self.incidents.incident_of(a.fingerprint) or self._last_incident(a)
+                if inc is not None:
+                    extra[a.fingerprint] = incident_annotations(inc)
+        alerts_sent = self.dispatcher.submit_alerts(unmuted, extra) if unmuted else 0
+        groups_sent = 0
+        for grp in self._groups(changed, at_ms):
+            groups_sent += self.dispatcher.submit_group(grp)
+        return {
+            "at_ms": at_ms,
+            "alerts_sent": alerts_sent,
+            "groups_sent": groups_sent,
+            "incidents_changed": len(changed),
+        }
+
+    def _last_incident(self, a: Alert) -> Incident | None:
+        assert self.incidents is not None
+        for inc in reversed(self.incidents.list_incidents()):
+            if a.fingerprint in inc.alerts:
+                return inc
+        return None
+
+    def _groups(self, changed: list[Incident], at_ms: int) -> list[NotificationGroup]:
+        """One notification group per changed incident (or per alert name without incidents)."""
+        out = []
+        if self.incidents is None:
+            by_name: dict[str, list[Alert]] = {}
+            for a in self.evaluator.alerts(include_inactive=True):
+                if not self.silences.muted_by(a.labels, at_ms):
+                    by_name.setdefault(a.rule, []).append(a)
+            for name, alerts in by_name.items():
+                out.append(NotificationGroup(f"alertname={name}", {"alertname": name}, alerts, title=name))
+            return out
+        live = {a.fingerprint: a for a in self.evaluator.alerts(include_inactive=True)}
+        for inc in changed:
+            alerts = [live[fp] for fp in inc.alerts if fp in live]
+            alerts = [a for a in alerts if not self.silences.muted_by(a.labels, at_ms)]
+            if not alerts:
+                continue
+            out.append(
+                NotificationGroup(inc.id, {"incident": inc.id}, alerts, incident_annotations(inc), inc.title)
+            )
+        return out
+
+    def slo_status(self, at_ms: int) -> list[dict[str, Any]]:
+        return slo_status(self.engine, self.slos, at_ms)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "groups": len(self.groups),
+            "rules": sum(len(g.rules) for g in self.groups),
+            "steps": self.steps,
+            "last_step_seconds": round(self.last_step_s, 4),
+            "evaluated_at_ms": self.last_at_ms,
+            "last_error": self.last_error,
+            "rca": None if self.incidents is None else (self.incidents.rca_note or "available"),
+            "notifications": self.dispatcher.status(),
+        }
+
+
+def incident_annotations(inc: Incident) -> dict[str, str]:
+    out = {"sightglass_incident": inc.id, "incident_title": inc.title}
+    cause = inc.cause or {}
+    if cause.get("entity"):
+        fault = f" ({cause['fault']})" if cause.get("fault") else ""
+        out["root_cause"] = f"{cause['entity']}{fault}"
+        out["root_cause_source"] = str(cause.get("source", ""))
+    if inc.rca_note:
+        out["rca_note"] = inc.rca_note
+    return out
+
+
+def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
+    cfg = alerting_config(ctx.config.alerting)
+    if not cfg.enabled:
+        return []
+    service = ctx.extras.get("alerting")
+    if service is None:
+        service = AlertingService(ctx.store, ctx.engine, cfg)
+        ctx.extras["alerting"] = service
+
+    async def run(ctx: Any) -> None:
+        try:
+            while True:
+                await asyncio.sleep(service.cfg.interval_ms / 1000)
+                try:
+                    await asyncio.to_thread(service.step)
+                    service.last_error = None
+                except Exception as e:  # keep serving; say why on the status endpoint and in the log
+                    service.last_error = f"{type(e).__name__}: {e}"
+                    log.exception("alerting step failed")
+        finally:
+            service.close()
+
+    return [run]
+
+
+def get_service(ctx: Any) -> AlertingService | None:
+    """The server's alerting service (created on first use by the routes when the loop is not running)."""
+    svc: AlertingService | None = ctx.extras.get("alerting")
+    if svc is None:
+        cfg = alerting_config(ctx.config.alerting)
+        if not cfg.enabled:
+            return None
+        svc = AlertingService(ctx.store, ctx.engine, cfg)
+        ctx.extras["alerting"] = svc
+    return svc
