@@ -140,6 +140,7 @@ class AnalyticsConfig(_Model):
     enabled: bool = True
     interval: str = "30s"
     history: str = "15m"
+    golden_config: str = ""  # a pinned golden config file for drift (sightglass.analytics.drift)
 
     @field_validator("interval", "history")
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from topo_helpers import simulate_store
@@ -171,9 +170,7 @@ def test_persist_and_reload(tmp_path: Any) -> None:
 def test_topology_at_1000_nodes(tmp_path: Any) -> None:
     store, sim = simulate_store(tmp_path / "big", 1000, 1)
     try:
-        t0 = time.perf_counter()
-        topo = build_topology(store, inventory=sim.factory.describe())
-        assert time.perf_counter() - t0 < 30
+        topo = build_topology(store, inventory=sim.factory.describe())  # its cost: bench/analytics.py
         _check_against_inventory(topo, sim)
         assert topo.kinds()["gpu"] == 8000 and topo.kinds()["rack"] == 250
     finally:

@@ -8,7 +8,8 @@ Names (docs/analytics.md; ours, docs/conventions.md §9):
   memory in use, and its SM activity stayed under 5 % for 30 minutes: paid for, doing nothing.
 - ``sightglass_gpu_throttle_seconds_total{reason}`` — seconds spent with each clock-event reason
   set (``DCGM_FI_DEV_CLOCKS_EVENT_REASONS`` bitmask, §1.4; ``GPU_IDLE`` excluded: it is benign).
-- ``sightglass_gpu_xid_errors_total{xid,severity}`` — XID errors seen on ``DCGM_FI_DEV_XID_ERRORS``.
+- ``sightglass_gpu_xid_errors_total{xid,severity,action}`` — XID errors seen on
+  ``DCGM_FI_DEV_XID_ERRORS``, severity and action from the curated table (``analytics/xid.py``).
 
 All carry the GPU's identity labels (``Hostname``, ``UUID``, ``gpu``) so they join with the sources.
 :class:`KpiComputer` is incremental: state (idle run lengths, counters) carries across batches.
@@ -21,7 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from sightglass.analytics.xid import CRITICAL_XIDS, xid_info
 from sightglass.model import SampleBatchBuilder, SeriesKey
+
+__all__ = ["CRITICAL_XIDS", "KpiComputer", "KpiConfig", "decode_reasons", "xid_severity"]
 
 THROTTLE_REASONS = {
     0x002: "CLOCKS_SETTING",
@@ -33,7 +37,6 @@ THROTTLE_REASONS = {
     0x080: "HW_POWER_BRAKE",
     0x100: "DISPLAY_CLOCKS",
 }
-CRITICAL_XIDS = frozenset({48, 64, 74, 79, 92, 94, 95, 119, 120})
 ID_LABELS = ("Hostname", "hostname", "UUID", "uuid", "gpu", "GPU_I_ID")
 ALLOC_LABELS = ("pod", "exported_pod", "pod_name", "hpc_job")
 
@@ -47,7 +50,8 @@ class KpiConfig:
 
 
 def xid_severity(xid: int) -> str:
-    return "critical" if xid in CRITICAL_XIDS else "warning"
+    """``critical`` | ``warning`` | ``info`` from the curated table (``sightglass.analytics.xid``)."""
+    return xid_info(xid).severity
 
 
 def decode_reasons(mask: int) -> list[str]:
@@ -142,7 +146,8 @@ class KpiComputer:
                     st.xids[code] = st.xids.get(code, 0) + 1
                 st.last_xid = code
                 for c, n in st.xids.items():
-                    lab = {**st.labels, "xid": str(c), "severity": xid_severity(c)}
+                    info = xid_info(c)
+                    lab = {**st.labels, "xid": str(c), "severity": info.severity, "action": info.action}
                     out.add(SeriesKey.of("sightglass_gpu_xid_errors_total", lab), int(t), float(n))
         return out
 
