@@ -70,13 +70,18 @@ class GpuPrice(_Strict):
     def energy_in_rate(self) -> bool:
         return self.energy_included if self.energy_included is not None else self.pricing == "cloud"
 
-    def base_usd_per_hour(self) -> Decimal:
+    def base_usd_per_hour(self) -> Fraction:
+        """Exact: a Decimal division would round (capex / (years x 8760) rarely terminates)."""
         if self.pricing == "cloud":
             v = getattr(self, f"{self.tier}_usd_per_gpu_hour")
             assert v is not None
-            return Decimal(v)
+            return Fraction(v)
         assert self.capex_usd_per_gpu is not None and self.years is not None
-        return self.capex_usd_per_gpu * (1 - self.residual_ratio) / (self.years * HOURS_PER_YEAR)
+        return (
+            Fraction(self.capex_usd_per_gpu)
+            * (1 - Fraction(self.residual_ratio))
+            / (Fraction(self.years) * HOURS_PER_YEAR)
+        )
 
 
 class PriceVersion(_Strict):
@@ -229,7 +234,7 @@ class PriceSheet:
         r: Rate | None = None
         if key is not None:
             g = v.gpu[key]
-            base = g.base_usd_per_hour() * (1 + v.overhead_ratio) + v.overhead_usd_per_gpu_hour
+            base = _gpu_rate(v, g)
             pue = Fraction(v.pue)
             energy = (
                 Fraction(0) if g.energy_in_rate else Fraction(v.energy_usd_per_kwh) * MICRO * pue / J_PER_KWH
@@ -237,7 +242,7 @@ class PriceSheet:
             r = Rate(
                 version=vi,
                 gpu_key=key,
-                micro_per_hour=Fraction(base) * MICRO,
+                micro_per_hour=base * MICRO,
                 energy_micro_per_joule=energy,
                 assumed_power_watts=Fraction(g.assumed_power_watts) if g.assumed_power_watts else None,
                 carbon_g_per_joule=Fraction(v.carbon_kg_per_kwh) * 1000 * pue / J_PER_KWH,
@@ -258,15 +263,18 @@ class PriceSheet:
         out = self.model.model_dump(mode="json", by_alias=True, exclude_defaults=False)
         out["source"] = self.source
         for v, vm in zip(out["version"], self.model.version, strict=True):
-            v["gpu_usd_per_hour"] = {
-                k: str(
-                    (g.base_usd_per_hour() * (1 + vm.overhead_ratio) + vm.overhead_usd_per_gpu_hour).quantize(
-                        Decimal("0.000001")
-                    )
-                )
-                for k, g in vm.gpu.items()
-            }
+            v["gpu_usd_per_hour"] = {k: _six(_gpu_rate(vm, g)) for k, g in vm.gpu.items()}
         return out
+
+
+def _gpu_rate(v: PriceVersion, g: GpuPrice) -> Fraction:
+    """$/GPU-hour of one model in one version, overheads included (exact)."""
+    return g.base_usd_per_hour() * (1 + Fraction(v.overhead_ratio)) + Fraction(v.overhead_usd_per_gpu_hour)
+
+
+def _six(x: Fraction) -> str:
+    micro = int((x * MICRO + Fraction(1, 2)) // 1)
+    return f"{micro // MICRO}.{micro % MICRO:06d}"
 
 
 def _stringify_dates(raw: dict[str, Any]) -> dict[str, Any]:
