@@ -1,0 +1,231 @@
+"""Train Ticket's logs and traces in Nezha, as extra evidence beside the metrics.
+
+Baseline: the fault-free reference minute that Nezha itself uses (``construct_data/<day>/``).
+Window: the minute files from the injection minute to two minutes after it (Nezha analyses
+inject + 2 min). Per service, these signals:
+
+- **cpu** (metrics): the cpu family of :mod:`.scoring` (the metric signal that holds up on TT,
+  whose latency series are a third empty).
+- **call delay** (traces): for every cross-service call, the time the caller's span waits beyond the
+  callee's span (network and queueing on that edge), median shift against the reference. A delayed
+  service slows the edges it serves; the callee of the anomalous edges is blamed, unless its own
+  outgoing calls are slower still (then the delay is further down).
+- **errors** (logs): requests per minute in which the service wrote the *first* WARN/ERROR line of
+  a template (``LEVEL class#line``) the reference never shows. Callers that log after it, in the same
+  trace, inherit its error rather than vote for themselves.
+- reported, not fused: ``self`` (p90 span self time), ``mix`` (template-mix distance), ``metrics``.
+
+Fusion (:func:`fuse`): each signal becomes a peer z-score across the case's services; a service's
+score is its most decisive signal.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sightglass.rca.external.cases import Case, CaseError
+from sightglass.rca.external.nezha import service_of_pod
+from sightglass.rca.external.scoring import ScoringConfig, score_services
+
+_TEMPLATE = re.compile(r"\b(INFO|WARN|ERROR|DEBUG|TRACE)\s+(\S+#\d+)")
+_BAD_LEVELS = ("WARN", "ERROR")
+REFERENCE_MINUTES = 1  # construct_data holds one fault-free minute per day
+WINDOW_MINUTES = 3  # inject minute, +1, +2
+
+
+@dataclass(frozen=True, slots=True)
+class MultimodalConfig:
+    """Fusion settings, chosen on the development day (2023-01-29) and reported on 2023-01-30."""
+
+    signals: tuple[str, ...] = ("cpu", "delay", "errors")  # fused; "self", "mix", "metrics" are reported only
+    peer_floor: float = 0.25  # smallest peer scale, in log1p units
+    peer_rel_floor: float = 0.1  # and as a fraction of the signal's top value in the case
+    min_spans: int = 5
+    metrics: ScoringConfig = field(default_factory=ScoringConfig)
+
+
+def _read_minutes(folder: Path, kind: str, minutes: list[str]) -> pd.DataFrame:
+    frames = []
+    for m in minutes:
+        path = folder / kind / f"{m}_{kind}.csv.gz"
+        if path.is_file():
+            frames.append(pd.read_csv(path, on_bad_lines="skip"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@lru_cache(maxsize=8)
+def _reference(day_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    construct = Path(day_dir).parents[1] / "construct_data" / Path(day_dir).name
+    logs = _read_minutes_all(construct / "log")
+    traces = _read_minutes_all(construct / "trace")
+    if logs.empty or traces.empty:
+        raise CaseError(f"{construct}: no fault-free reference logs/traces")
+    return logs, traces
+
+
+def _read_minutes_all(folder: Path) -> pd.DataFrame:
+    frames = [pd.read_csv(p, on_bad_lines="skip") for p in sorted(folder.glob("*.csv.gz"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def window_minutes(inject_time: float) -> list[str]:
+    start = int(inject_time // 60) * 60
+    return [pd.Timestamp(start + 60 * i, unit="s", tz="UTC").strftime("%H_%M") for i in range(WINDOW_MINUTES)]
+
+
+def _spans(traces: pd.DataFrame) -> pd.DataFrame:
+    t = traces[["SpanID", "ParentID", "PodName", "Duration"]].copy()
+    t["service"] = t["PodName"].astype(str).map(service_of_pod)
+    t["Duration"] = pd.to_numeric(t["Duration"], errors="coerce")
+    return t.dropna(subset=["Duration"])
+
+
+def _edges_and_self(traces: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cross-service call gaps (caller span minus callee span, µs) and per-span self time."""
+    s = _spans(traces)
+    child = s.merge(s, left_on="ParentID", right_on="SpanID", suffixes=("", "_p"))
+    kids = child.groupby("ParentID")["Duration"].sum()
+    s = s.assign(self_us=(s["Duration"] - s["SpanID"].map(kids).fillna(0.0)).clip(lower=0.0))
+    cross = child[child["service"] != child["service_p"]]
+    gaps = pd.DataFrame({
+        "caller": cross["service_p"], "callee": cross["service"],
+        "gap_us": (cross["Duration_p"] - cross["Duration"]).clip(lower=0.0),
+    })
+    return gaps, s[["service", "self_us"]]
+
+
+def _z(base: np.ndarray, window: np.ndarray, q: float = 0.5) -> float:
+    if base.size < 3 or window.size < 3:
+        return 0.0
+    med = float(np.median(base))
+    mad = 1.4826 * float(np.median(np.abs(base - med)))
+    scale = max(mad, 0.05 * abs(med), 1000.0)  # 1 ms floor: span times are in µs
+    return max(0.0, (float(np.quantile(window, q)) - float(np.quantile(base, q))) / scale)
+
+
+def delay_scores(ref_gaps: pd.DataFrame, win_gaps: pd.DataFrame, min_spans: int) -> dict[str, float]:
+    ref = {k: g["gap_us"].to_numpy() for k, g in ref_gaps.groupby(["caller", "callee"])}
+    inbound: dict[str, list[float]] = {}
+    outbound: dict[str, float] = {}
+    for (caller, callee), g in win_gaps.groupby(["caller", "callee"]):
+        base = ref.get((caller, callee))
+        if base is None or len(g) < min_spans:
+            continue
+        v = math.log1p(_z(base, g["gap_us"].to_numpy()))
+        inbound.setdefault(str(callee), []).append(v)
+        outbound[str(caller)] = max(outbound.get(str(caller), 0.0), v)
+    return {c: (sum(v) / len(v)) * (0.0 if outbound.get(c, 0.0) > sum(v) / len(v) else 1.0)
+            for c, v in inbound.items()}
+
+
+def self_scores(ref_self: pd.DataFrame, win_self: pd.DataFrame, min_spans: int) -> dict[str, float]:
+    ref = {k: g["self_us"].to_numpy() for k, g in ref_self.groupby("service")}
+    out = {}
+    for svc, g in win_self.groupby("service"):
+        if str(svc) in ref and len(g) >= min_spans:
+            out[str(svc)] = math.log1p(_z(ref[str(svc)], g["self_us"].to_numpy(), 0.9))
+    return out
+
+
+def _templates(logs: pd.DataFrame) -> pd.DataFrame:
+    text = logs["Log"].astype(str)
+    m = text.str.extract(_TEMPLATE)
+    level = m[0].fillna("OTHER")
+    return pd.DataFrame({
+        "service": logs["PodName"].astype(str).map(service_of_pod),
+        "level": level,
+        "template": level + " " + m[1].fillna(""),
+        "trace": logs["TraceID"].astype(str) if "TraceID" in logs else "",
+        "t": pd.to_numeric(logs["TimeUnixNano"], errors="coerce") if "TimeUnixNano" in logs else 0.0,
+    })
+
+
+def log_scores(
+    ref_logs: pd.DataFrame, win_logs: pd.DataFrame, ref_minutes: float, win_minutes: float
+) -> dict[str, tuple[float, float]]:
+    """Per service: log1p of the requests per minute in which it logged the first WARN/ERROR line of a
+    template the reference never shows (the callers that log after it inherit its error), plus the
+    total-variation distance of its template mix (an early return changes which lines follow which).
+    """
+    ref = _templates(ref_logs)
+    win = _templates(win_logs)
+    known = set(ref["template"])
+    new_bad = win[win["level"].isin(_BAD_LEVELS) & ~win["template"].isin(known)]
+    traced = new_bad[new_bad["trace"].str.len() > 8]
+    first = traced.loc[traced.groupby("trace")["t"].idxmin()] if not traced.empty else traced
+    untraced = new_bad[new_bad["trace"].str.len() <= 8]
+    votes = pd.concat([first["service"], untraced["service"]]).value_counts()
+    ref_by = {k: g["template"].value_counts() for k, g in ref.groupby("service")}
+    out: dict[str, tuple[float, float]] = {}
+    for svc, g in win.groupby("service"):
+        c = g["template"].value_counts()
+        q = ref_by.get(str(svc), pd.Series(dtype=float))
+        keys = c.index.union(q.index)
+        p_win = c.reindex(keys, fill_value=0) / max(c.sum(), 1)
+        p_ref = q.reindex(keys, fill_value=0) / max(q.sum(), 1)
+        tvd = 0.5 * float((p_win - p_ref).abs().sum()) if q.sum() else 0.0
+        out[str(svc)] = (math.log1p(float(votes.get(svc, 0)) / win_minutes), tvd)
+    return out
+
+
+def call_graph(traces: pd.DataFrame) -> set[tuple[str, str]]:
+    gaps, _ = _edges_and_self(traces)
+    return {(str(a), str(b)) for a, b in zip(gaps["caller"], gaps["callee"], strict=True)}
+
+
+def multimodal_scores(case: Case, cfg: MultimodalConfig | None = None) -> dict[str, dict[str, float]]:
+    """Per service: the metric score and each log/trace signal, before weighting."""
+    cfg = cfg or MultimodalConfig()
+    day_dir = Path(case.extras["day_dir"])
+    ref_logs, ref_traces = _reference(str(day_dir))
+    minutes = window_minutes(case.inject_time)
+    win_logs = _read_minutes(day_dir, "log", minutes)
+    win_traces = _read_minutes(day_dir, "trace", minutes)
+    if win_logs.empty and win_traces.empty:
+        raise CaseError(f"{case.case}: no log or trace files for minutes {', '.join(minutes)} in {day_dir}")
+    ref_gaps, ref_self = _edges_and_self(ref_traces)
+    win_gaps, win_self = _edges_and_self(win_traces) if not win_traces.empty else (ref_gaps[:0], ref_self[:0])
+    graph = {(str(a), str(b)) for a, b in zip(win_gaps["caller"], win_gaps["callee"], strict=True)}
+    graph |= {(str(a), str(b)) for a, b in zip(ref_gaps["caller"], ref_gaps["callee"], strict=True)}
+    scored = score_services(case, cfg.metrics, edges=graph)
+    metric = {s.service: s.score for s in scored}
+    cpu = {s.service: s.families.get("cpu", 0.0) for s in scored}
+    delay = delay_scores(ref_gaps, win_gaps, cfg.min_spans)
+    selft = self_scores(ref_self, win_self, cfg.min_spans)
+    logs = log_scores(ref_logs, win_logs, REFERENCE_MINUTES, len(minutes)) if not win_logs.empty else {}
+    out: dict[str, dict[str, float]] = {}
+    for svc in case.services:
+        out[svc] = {"metrics": metric.get(svc, 0.0), "cpu": cpu.get(svc, 0.0), "delay": delay.get(svc, 0.0),
+                    "self": selft.get(svc, 0.0), "errors": logs.get(svc, (0.0, 0.0))[0],
+                    "mix": logs.get(svc, (0.0, 0.0))[1]}
+    return out
+
+
+def fuse(parts: dict[str, dict[str, float]], cfg: MultimodalConfig) -> dict[str, float]:
+    """Each signal becomes a peer z-score (how far a service stands above the case's median service,
+    in units of the spread across services); a service's score is its most decisive signal."""
+    fused: dict[str, float] = {s: 0.0 for s in parts}
+    for key in cfg.signals:
+        values = np.array([parts[s].get(key, 0.0) for s in parts], dtype=float)
+        if values.size == 0:
+            continue
+        med = float(np.median(values))
+        mad = 1.4826 * float(np.median(np.abs(values - med)))
+        scale = max(mad, cfg.peer_floor, cfg.peer_rel_floor * float(values.max()))
+        for s in parts:
+            fused[s] = max(fused[s], (parts[s].get(key, 0.0) - med) / scale)
+    return fused
+
+
+def rank_with_logs_traces(case: Case, cfg: MultimodalConfig | None = None) -> list[str]:
+    """Services best first from Train Ticket's metrics, traces and logs together."""
+    cfg = cfg or MultimodalConfig()
+    fused = fuse(multimodal_scores(case, cfg), cfg)
+    return sorted(fused, key=lambda s: (-round(fused[s], 9), s))
