@@ -6,8 +6,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sightglass.agent.collection import Collection
 from sightglass.agent.config import AgentConfig
-from sightglass.agent.exposition import MetricsServer
+from sightglass.agent.exposition import MetricsServer, render_rows
 from sightglass.agent.host import HostCollector
 from sightglass.agent.infiniband import InfinibandCollector
 from sightglass.agent.push import Pusher
@@ -112,11 +113,8 @@ def build(config: AgentConfig) -> Assembly:
     server = MetricsServer(host, port)
 
     class _Publish:
-        def publish(self, col: object) -> None:
-            from sightglass.agent.collection import Collection
-
-            assert isinstance(col, Collection)
-            server.publish(col.batch())
+        def publish(self, col: Collection) -> None:
+            server.publish_body(render_rows(zip(col.keys, col.values, strict=True), col.metadata))
 
     agent = Agent(config, collectors, _Publish())
     return Assembly(agent, notes, server=server)

@@ -28,12 +28,16 @@ class Collection:
     """Readings taken at ``ts_ms``. ``add`` skips ``None`` (not reported is not zero)."""
 
     ts_ms: int
-    builder: SampleBatchBuilder = field(default_factory=SampleBatchBuilder)
+    keys: list[SeriesKey] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    metadata: dict[str, MetricMetadata] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     configs: list[ConfigSnapshot] = field(default_factory=list)
     relations: list[Relation] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     """Collector name → why it produced nothing this cycle (one line)."""
+    key_cache: dict[tuple[str, tuple[tuple[str, str], ...]], SeriesKey] = field(default_factory=dict)
+    """``(metric, label items in insertion order)`` → series key; the agent shares one across cycles."""
 
     def add(
         self,
@@ -50,15 +54,32 @@ class Collection:
         v = float(value)
         if math.isinf(v):
             return
-        if metric not in self.builder.metadata:
-            self.builder.metadata[metric] = MetricMetadata(metric, type, help, unit)
-        self.builder.add(SeriesKey.of(metric, labels), self.ts_ms, v)
+        if metric not in self.metadata:
+            self.metadata[metric] = MetricMetadata(metric, type, help, unit)
+        ck = (metric, tuple(labels.items()))
+        key = self.key_cache.get(ck)
+        if key is None:
+            if len(self.key_cache) >= 200_000:
+                self.key_cache.clear()  # label churn (short-lived PIDs): start over, stay bounded
+            key = self.key_cache[ck] = SeriesKey.of(metric, labels)
+        self.keys.append(key)
+        self.values.append(v)
 
     def __len__(self) -> int:
-        return len(self.builder)
+        return len(self.values)
+
+    def rows(self) -> list[tuple[SeriesKey, int, float]]:
+        """``(series, ts_ms, value)`` of every sample (one timestamp: the collection's)."""
+        t = self.ts_ms
+        return [(k, t, v) for k, v in zip(self.keys, self.values, strict=True)]
 
     def batch(self) -> SampleBatch:
-        return self.builder.build()
+        """The samples as a :class:`SampleBatch` (a later sample of the same series wins nothing: both kept)."""
+        b = SampleBatchBuilder()
+        for k, v in zip(self.keys, self.values, strict=True):
+            b.add(k, self.ts_ms, v)
+        b.metadata.update(self.metadata)
+        return b.build()
 
     def catalog_payload(self) -> dict[str, list[dict[str, object]]]:
         """The JSON the server's ``/api/v1/agent/catalog`` takes (see :mod:`sightglass.agent.routes`)."""

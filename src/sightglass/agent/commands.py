@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
 from typing import Any
 
 import click
-from rich.console import Console
 
 from sightglass.config import Config
 
-err = Console(stderr=True, soft_wrap=True)
+
+def _say(text: str) -> None:
+    # plain click output: rich (only needed by diagnose) would cost the daemon ~6 MB of memory
+    click.echo(text, err=True)
 
 
 def _load(config_file: str | None, **overrides: Any) -> Any:
@@ -117,13 +120,14 @@ def register(cli: click.Group) -> None:
 
             col = Agent(cfg, collectors, sink=_Null()).collect_once()
             for n in notes:
-                err.print(f"[yellow]note:[/] {n}")
+                _say(f"note: {n}")
             for name, why in col.errors.items():
-                err.print(f"[red]{name}:[/] {why}")
+                _say(f"error: {name}: {why}")
             sys.stdout.write(render(col.batch()).decode())
             return
         if not cfg.server and not cfg.listen:
             raise click.UsageError("give --server URL (push) or --listen HOST:PORT (serve /metrics)")
+        _lean_exec()
         _run(cfg)
 
     @agent.command()
@@ -141,7 +145,16 @@ def register(cli: click.Group) -> None:
 
             click.echo(json.dumps(report.to_dict(), indent=2))
         else:
+            from rich.console import Console
+
             print_report(report, Console())
+
+
+def _lean_exec() -> None:
+    """From ``sightglass agent ...``, continue as ``python -m sightglass.agent ...`` (a third of the memory)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "agent" and os.environ.get("SIGHTGLASS_AGENT_NO_EXEC") != "1":
+        os.environ["SIGHTGLASS_AGENT_NO_EXEC"] = "1"
+        os.execv(sys.executable, [sys.executable, "-m", "sightglass.agent", *sys.argv[2:]])
 
 
 class _Null:
@@ -155,7 +168,7 @@ def _run(cfg: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asm = assemble.build(cfg)
     for n in asm.notes:
-        err.print(f"[yellow]note:[/] {n}")
+        _say(f"note: {n}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -167,8 +180,8 @@ def _run(cfg: Any) -> None:
         if asm.server
         else ""
     )
-    err.print(
-        f"[bold green]sightglass agent[/] on {cfg.hostname}: {len(asm.agent.collectors)} collectors every {cfg.interval}, {where}"
+    _say(
+        f"sightglass agent on {cfg.hostname}: {len(asm.agent.collectors)} collectors every {cfg.interval}, {where}"
     )
     try:
         asm.agent.run(stop)

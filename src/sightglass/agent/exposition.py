@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from sightglass.model import SampleBatch
+from sightglass.model import MetricMetadata, SampleBatch, SeriesKey
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -21,14 +22,17 @@ def _fmt(v: float) -> str:
 
 def render(batch: SampleBatch) -> bytes:
     """Exposition text of ``batch``: one ``# HELP``/``# TYPE`` per family, series in family order."""
+    return render_rows(((k, float(v)) for k, _t, v in batch.rows() if v is not None), batch.metadata)
+
+
+def render_rows(rows: Iterable[tuple[SeriesKey, float]], metadata: Mapping[str, MetricMetadata]) -> bytes:
     by_family: dict[str, list[str]] = {}
-    for i in range(len(batch)):
-        key = batch.series[int(batch.series_index[i])]
+    for key, v in rows:
         # the agent stamps samples with the collection time; a scraper stamps its own
-        by_family.setdefault(key.metric, []).append(f"{key.text()} {_fmt(float(batch.values[i]))}")
+        by_family.setdefault(key.metric, []).append(f"{key.text()} {_fmt(v)}")
     out: list[str] = []
     for metric in sorted(by_family):
-        md = batch.metadata.get(metric)
+        md = metadata.get(metric)
         if md is not None:
             if md.help:
                 out.append(f"# HELP {metric} {md.help.replace(chr(92), chr(92) * 2).replace(chr(10), ' ')}")
@@ -85,7 +89,9 @@ class MetricsServer:
         self._thread.start()
 
     def publish(self, batch: SampleBatch) -> None:
-        body = render(batch)
+        self.publish_body(render(batch))
+
+    def publish_body(self, body: bytes) -> None:
         with self._lock:
             self._body = body
 

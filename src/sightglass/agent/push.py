@@ -9,12 +9,13 @@ oldest file, so order is kept and nothing is lost while the server is down.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import threading
 import time
+import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
-import httpx
 
 from sightglass.agent.spool import Spool, SpoolItem
 
@@ -34,6 +35,40 @@ _CAT_HEADERS = {
     "User-Agent": "sightglass-agent",
 }
 _PERMANENT = {400, 404, 405, 413, 415, 422}
+
+Transport = Callable[[str, bytes, Mapping[str, str]], tuple[int, str]]
+"""``(url, body, headers) -> (status, response text)``; raises OSError when there is no answer."""
+
+
+class HttpTransport:
+    """POST over one kept-alive ``http.client`` connection (stdlib: the agent stays small)."""
+
+    def __init__(self, timeout_s: float = 10.0) -> None:
+        self.timeout_s = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+        self._where: tuple[str, str, int] | None = None
+
+    def __call__(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
+        u = urllib.parse.urlsplit(url)
+        where = (u.scheme, u.hostname or "localhost", u.port or (443 if u.scheme == "https" else 80))
+        if self._conn is None or self._where != where:
+            self.close()
+            cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+            self._conn, self._where = cls(where[1], where[2], timeout=self.timeout_s), where
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        try:
+            self._conn.request("POST", path, body=body, headers={**headers, "Content-Length": str(len(body))})
+            r = self._conn.getresponse()
+            text = r.read().decode(errors="replace")
+            return r.status, text
+        except (OSError, http.client.HTTPException) as e:
+            self.close()  # the next try opens a fresh connection
+            raise OSError(f"{type(e).__name__}: {e or 'no answer'}") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 @dataclass(slots=True)
@@ -59,11 +94,11 @@ class Pusher:
         timeout_s: float = 10.0,
         min_backoff_s: float = 0.2,
         max_backoff_s: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.spool = spool
         self.server = server.rstrip("/")
-        self.client = httpx.Client(timeout=timeout_s, transport=transport)
+        self.transport: Transport = transport if transport is not None else HttpTransport(timeout_s)
         self.min_backoff_s = min_backoff_s
         self.max_backoff_s = max_backoff_s
         self.stats = PushStats()
@@ -82,33 +117,33 @@ class Pusher:
         else:
             url, headers = self.server + CATALOG_PATH, _CAT_HEADERS
         try:
-            r = self.client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as e:
-            self._failed(f"{type(e).__name__}: {e or 'no answer'} ({url})")
+            status, text = self.transport(url, body, headers)
+        except OSError as e:
+            self._failed(f"{e} ({url})")
             return False
-        key = str(r.status_code)
+        key = str(status)
         self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
-        if 200 <= r.status_code < 300:
+        if 200 <= status < 300:
             self.spool.remove(item)
             self.stats.sent_files += 1
             self.stats.sent_samples += item.samples
             self.stats.last_success_ts = time.time()
             return True
-        reason = r.text.strip()[:300]
-        if r.status_code in _PERMANENT:
+        reason = text.strip()[:300]
+        if status in _PERMANENT:
             log.warning(
                 "server rejected %s (%d samples) with %d: %s",
                 item.path.name,
                 item.samples,
-                r.status_code,
+                status,
                 reason,
             )
             self.spool.remove(item, rejected=True)
             self.stats.rejected_files += 1
-            self.stats.last_error = f"HTTP {r.status_code} from {url}: {reason}"
+            self.stats.last_error = f"HTTP {status} from {url}: {reason}"
             self.stats.last_error_ts = time.time()
             return True
-        self._failed(f"HTTP {r.status_code} from {url}: {reason}")
+        self._failed(f"HTTP {status} from {url}: {reason}")
         return False
 
     def drain(self, max_files: int | None = None) -> int:
@@ -146,7 +181,8 @@ class Pusher:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=flush_timeout_s + 1)
-        self.client.close()
+        if isinstance(self.transport, HttpTransport):
+            self.transport.close()
 
     def _run(self) -> None:
         backoff = self.min_backoff_s

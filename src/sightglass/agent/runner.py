@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sightglass.agent.collection import Collection
 from sightglass.agent.config import AgentConfig
 from sightglass.agent.spool import Spool
-from sightglass.ingest.remote_write import compress, encode_batch
+from sightglass.agent.wire import RemoteWriteEncoder
 from sightglass.model import MetricType
 
 log = logging.getLogger("sightglass.agent")
@@ -42,11 +42,12 @@ class SpoolSink:
     def __init__(self, spool: Spool, notify: Callable[[], None] | None = None) -> None:
         self.spool = spool
         self.notify = notify
+        self.encoder = RemoteWriteEncoder()
 
     def publish(self, col: Collection) -> None:
         if len(col):
-            batch = col.batch()
-            self.spool.append(compress(encode_batch(batch)), "rw", samples=len(batch))
+            body = self.encoder.encode_one_timestamp(col.keys, col.values, col.ts_ms, col.metadata)
+            self.spool.append(body, "rw", samples=len(col))
         if col.has_catalog():
             body = gzip.compress(json.dumps(col.catalog_payload(), separators=(",", ":")).encode(), 5)
             n = len(col.events) + len(col.configs) + len(col.relations)
@@ -78,10 +79,11 @@ class Agent:
         self.clock_ms = clock_ms
         self.base = {"instance": config.hostname, "job": config.job}
         self._said: dict[str, str] = {}
+        self._keys: dict[Any, Any] = {}
         self.cycles = 0
 
     def collect_once(self) -> Collection:
-        col = Collection(self.clock_ms())
+        col = Collection(self.clock_ms(), key_cache=self._keys)
         for c in self.collectors:
             t0 = time.perf_counter()
             try:

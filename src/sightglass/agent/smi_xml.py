@@ -83,6 +83,8 @@ class _Gpu:
             vbios_version=_t(el, "vbios_version"),
         )
         self.reading = self._reading()
+        self._mig = self._parse_mig()
+        self._procs = self._parse_processes()
 
     def _reading(self) -> GpuReading:
         el, r = self.el, GpuReading()
@@ -157,6 +159,12 @@ class _Gpu:
         return (sum(c) if c else None), (sum(u) if u else None)
 
     def mig(self) -> list[MigInstance]:
+        return list(self._mig)
+
+    def processes(self) -> list[GpuProcess]:
+        return list(self._procs)
+
+    def _parse_mig(self) -> list[MigInstance]:
         if (_t(self.el, "mig_mode/current_mig") or "") != "Enabled":
             return []
         out = []
@@ -174,7 +182,7 @@ class _Gpu:
             )
         return out
 
-    def processes(self) -> list[GpuProcess]:
+    def _parse_processes(self) -> list[GpuProcess]:
         out = []
         for p in self.el.findall("processes/process_info"):
             pid = _int(_t(p, "pid"))
