@@ -5,8 +5,8 @@
 
 Simulates straight into a fresh DuckDB store (random faults every 15 min), then times the parts of
 one report over the whole run: reading GPU usage/energy, the topology build, attribution, the ledger,
-the roll-ups, cost per token, training cost, idle insights; and one incremental KPI step (5 min), the
-per-interval cost the server pays. Prints JSON: figures and the shape (GPUs, series, samples,
+the roll-ups, cost per token, training cost, idle insights; and two 5-minute KPI steps: the first
+(which builds the topology) and the next (incremental: the per-interval cost the server pays). Prints JSON: figures and the shape (GPUs, series, samples,
 allocations, ledger lines) they were measured on, and whether the report reconciled.
 """
 
@@ -65,9 +65,7 @@ def main() -> None:
             timings[name] = round(time.perf_counter() - t0, 3)
             return r
 
-        usage, step = timed(
-            "read_usage_s", read_usage, store, a, b, retire_after_ms=3_600_000, history_ms=1_800_000
-        )
+        usage, step = timed("read_usage_s", read_usage, store, a, b, retire_after_ms=3_600_000)
         fleet = fleet_of(usage, a, b, 3_600_000)
         topo = timed("topology_s", TopologyBuilder().update, store)
         allocs = timed("attribution_s", allocations_from_topology, topo, store, a, b, step)
@@ -86,8 +84,11 @@ def main() -> None:
         timings["report_total_s"] = round(sum(timings.values()), 3)
         writer = CostKpiWriter(sheet)
         t0 = time.perf_counter()
-        n = writer.step(store, b, start_ms=b - 300_000)
-        timings["kpi_step_5min_s"] = round(time.perf_counter() - t0, 3)
+        writer.step(store, b - 300_000, start_ms=b - 600_000)
+        timings["kpi_first_step_s"] = round(time.perf_counter() - t0, 3)  # builds the topology
+        t0 = time.perf_counter()
+        n = writer.step(store, b)
+        timings["kpi_next_step_5min_s"] = round(time.perf_counter() - t0, 3)  # the server's steady state
         out["kpi_samples_per_step"] = n
         store.close()
     out.update(timings)

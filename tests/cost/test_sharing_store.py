@@ -142,3 +142,21 @@ def test_shares_from_the_store(tmp_path: Path) -> None:
     assert (proc.kind, proc.project, proc.name) == ("process", "ana", "python a.py")
     job = next(a.workload for a in an.inputs.allocations if a.workload.id == "job:7")
     assert job.team == "nlp" and job.project == "train"
+
+
+def test_a_gpu_that_stopped_reporting_still_costs_until_retired(tmp_path: Path) -> None:
+    """GPU-G falls off the bus 10 minutes in: it is still paid for (``retire_after``, 1 h) in a window
+    that starts after its last sample; a GPU silent for longer than that is no longer in the fleet."""
+    rows = [
+        ("DCGM_FI_PROF_SM_ACTIVE", _gpu("GPU-G", "h9", "0"), t, 0.5) for t in range(T0, T0 + 600_001, STEP)
+    ]
+    rows += [
+        ("DCGM_FI_PROF_SM_ACTIVE", _gpu("GPU-H", "h9", "1"), t, 0.5) for t in range(T0, T0 + 3 * HOUR, STEP)
+    ]
+    with DuckDBStore(tmp_path / "data", options=StoreOptions(compact_every_s=3600)) as store:
+        store.append(SampleBatch.from_rows(rows))
+        an = CostAnalysis.run(store, T0 + 20 * 60_000, T0 + HOUR, prices=SHEET)
+        later = CostAnalysis.run(store, T0 + 2 * HOUR, T0 + 3 * HOUR, prices=SHEET)
+    # 40 minutes at $7/h each, GPU-G unallocated (nobody holds a GPU that is gone)
+    assert an.ledger.gpu_totals == {"gpu:GPU-G": 4_666_667, "gpu:GPU-H": 4_666_667}
+    assert set(later.ledger.gpu_totals) == {"gpu:GPU-H"}

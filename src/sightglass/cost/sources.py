@@ -48,6 +48,7 @@ class GpuUsage:
     sm: np.ndarray  # SM-active ratio 0..1 (NaN where missing)
     energy_ts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     energy_j: np.ndarray = field(default_factory=lambda: np.empty(0))  # cumulative, reset-free
+    seen_before: bool = False  # reported within ``retire_after`` before the window: present from its start
 
 
 @dataclass(slots=True)
@@ -106,14 +107,34 @@ def _reset_free(values: np.ndarray) -> np.ndarray:
     return np.concatenate([[v[0]], v[0] + np.cumsum(d)])
 
 
+NEAR_MS = 120_000  # samples read before the window (interpolation, scrape intervals up to 2 min)
+
+
 def read_usage(
-    store: Any, start_ms: int, end_ms: int, *, retire_after_ms: int, history_ms: int
+    store: Any, start_ms: int, end_ms: int, *, retire_after_ms: int
 ) -> tuple[dict[str, GpuUsage], int]:
-    """Per GPU: identity, SM activity and energy; and the sampling interval (median)."""
-    lo = start_ms - max(retire_after_ms, history_ms)
+    """Per GPU: identity, SM activity and energy in the window; and the sampling interval (median).
+
+    Only the window (plus ``NEAR_MS``) is read in full; for the ``retire_after`` before it the series
+    catalog says which GPUs were reporting (present from the window's start), and only GPUs that
+    stopped before the window have their history read (to find their last sample)."""
+    lo = start_ms - NEAR_MS
     usage: dict[str, GpuUsage] = {}
     deltas: list[float] = []
-    series = store.select([Matcher("__name__", "=~", f"{SM}|{UTIL}")], lo, end_ms)
+    names = Matcher("__name__", "=~", f"{SM}|{UTIL}")
+    series = store.select([names], lo, end_ms)
+    before = store.series([[names]], start_ms - retire_after_ms, start_ms) if retire_after_ms > 0 else []
+    present = {g for g in (_gpu_ident(k.label_dict()) for k in before) if g is not None}
+    have: set[str] = set()
+    for one in series:
+        ident0 = _gpu_ident(one.key.label_dict())
+        if ident0 is not None and len(one):
+            have.add(ident0[0])
+    gone = sorted(gid.removeprefix("gpu:") for gid, _h in present if gid not in have)
+    if gone:
+        pattern = "|".join(re.escape(u) for u in gone if "/" not in u)
+        if pattern:
+            series += store.select([names, Matcher("UUID", "=~", pattern)], start_ms - retire_after_ms, lo)
     series.sort(key=lambda sd: sd.key.metric != SM)  # SM activity first, utilisation as fallback
     for sd in series:
         labels = sd.key.label_dict()
@@ -147,6 +168,9 @@ def read_usage(
             if not u.gpu.model_name and labels.get("modelName"):
                 u.gpu = Gpu(gid, u.gpu.node, labels["modelName"])
     step = int(np.median(deltas)) if deltas else 10_000
+    for gid, _host in present:
+        if gid in usage:
+            usage[gid].seen_before = True
     for sd in store.select([Matcher("__name__", "=", ENERGY)], lo, end_ms + step):
         ident = _gpu_ident(sd.key.label_dict())
         if ident is None or ident[0] not in usage or sd.key.label_dict().get("GPU_I_ID"):
@@ -170,7 +194,8 @@ def fleet_of(usage: dict[str, GpuUsage], start_ms: int, end_ms: int, retire_afte
         u = usage[gid]
         if not len(u.ts):
             continue
-        first, last = int(u.ts[0]), int(u.ts[-1])
+        first = start_ms if u.seen_before else int(u.ts[0])
+        last = int(u.ts[-1])
         if last + retire_after_ms <= start_ms or first >= end_ms:
             continue
         out.append(
@@ -455,10 +480,7 @@ def gather(
     """Everything :func:`~sightglass.cost.ledger.build_ledger` needs for ``[start_ms, end_ms)``."""
     from sightglass.topology.infer import TopologyBuilder
 
-    kcfg = KpiConfig()
-    usage, step = read_usage(
-        store, start_ms, end_ms, retire_after_ms=retire_after_ms, history_ms=kcfg.idle_for_ms
-    )
+    usage, step = read_usage(store, start_ms, end_ms, retire_after_ms=retire_after_ms)
     fleet = fleet_of(usage, start_ms, end_ms, retire_after_ms)
     topo = topology if topology is not None else TopologyBuilder().update(store)
     allocs = allocations_from_topology(topo, store, start_ms, end_ms, step)
