@@ -229,7 +229,7 @@ class FactoryAnomalyDetector:
     # ------------------------------------------------------------------ cores
     def _fit_core(self, frame: SignalFrame) -> None:
         m = self._matrix(frame)
-        self.baseline.fit(m)
+        self.baseline.fit(m, frame.ts_ms)  # the timestamps seed a seasonal profile when configured
         self.cusum.fit(m.shape[1])
         self.fitted = True
         with warnings.catch_warnings():

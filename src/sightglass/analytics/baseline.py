@@ -32,6 +32,19 @@ class BaselineConfig:
     warmup: int = 12
     rel_floor: float = 0.02
     abs_floor: float = 1e-6
+    # seasonality (opt-in): a time-of-day profile of the residual, ``season_bins`` per period; a bin
+    # is applied once it was seen on ``season_min_days`` distinct periods (days)
+    seasonal: bool = False
+    season_bins: int = 24
+    season_period_ms: int = 86_400_000
+    season_min_days: int = 2
+    season_alpha: float = 0.0005  # ~2,000 samples of a bin: about 5 days of one hour at 10 s
+
+    def __post_init__(self) -> None:
+        if self.season_bins < 1 or self.season_period_ms % self.season_bins:
+            raise ValueError("season_bins must divide season_period_ms")
+        if self.season_min_days < 1:
+            raise ValueError("season_min_days must be >= 1")
 
 
 @dataclass(slots=True)
@@ -57,16 +70,31 @@ class RobustBaseline:
     scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
     count: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     min_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # seasonal profile (bins x series): mean residual, samples, distinct days seen, last day seen
+    prof: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    pcount: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    pdays: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    plast: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
 
     @property
     def n_series(self) -> int:
         return int(self.loc.shape[0])
 
-    def fit(self, values: np.ndarray) -> RobustBaseline:
-        """Start every series from the median/MAD of ``values`` (rows x series)."""
+    def fit(self, values: np.ndarray, ts_ms: np.ndarray | None = None) -> RobustBaseline:
+        """Start every series from the median/MAD of ``values`` (rows x series). With a seasonal
+        config and ``ts_ms``, the history also seeds the time-of-day profile."""
         v = _check(values)
         self._fit_core(v)
+        if self.config.seasonal and ts_ms is not None and len(ts_ms) == v.shape[0]:
+            self._season_learn(v, np.asarray(ts_ms, dtype=np.int64))
         return self
+
+    def seasonal_offset(self, ts_ms: int) -> np.ndarray:
+        """The profile's offset per series at ``ts_ms`` (0 where the bin is not learnt yet)."""
+        if not self.config.seasonal or self.prof.shape[1] != self.n_series:
+            return np.zeros(self.n_series)
+        b = self._bin(int(ts_ms))
+        return np.where(self.pdays[b] >= self.config.season_min_days, self.prof[b], 0.0)
 
     def detect(self, values: np.ndarray, ts_ms: np.ndarray | None = None) -> BaselineScores:
         """Score each row against the baseline as it was before that row, then update it."""
@@ -74,7 +102,7 @@ class RobustBaseline:
         if v.shape[1] != self.n_series:
             self.grow(v.shape[1])
         ts = ts_ms if ts_ms is not None else np.arange(v.shape[0], dtype=np.int64)
-        return BaselineScores(ts, self._detect_core(v))
+        return BaselineScores(ts, self._detect_core(v, ts if ts_ms is not None else None))
 
     def grow(self, n: int) -> None:
         """Make room for new series (they start warming up)."""
@@ -85,6 +113,18 @@ class RobustBaseline:
         self.scale = np.concatenate([self.scale, np.zeros(extra)])
         self.count = np.concatenate([self.count, np.zeros(extra, dtype=np.int64)])
         self.min_scale = np.concatenate([self.min_scale, np.zeros(extra)])
+        if self.config.seasonal:
+            bins = self.config.season_bins
+            pad = np.zeros((bins, extra))
+            old = self.prof.shape[1] if self.prof.shape[0] == bins else 0
+            if old == 0:
+                self.prof, self.pcount = np.zeros((bins, 0)), np.zeros((bins, 0))
+                self.pdays = np.zeros((bins, 0), dtype=np.int64)
+                self.plast = np.zeros((bins, 0), dtype=np.int64)
+            self.prof = np.hstack([self.prof, pad])
+            self.pcount = np.hstack([self.pcount, pad])
+            self.pdays = np.hstack([self.pdays, np.zeros((bins, extra), dtype=np.int64)])
+            self.plast = np.hstack([self.plast, np.full((bins, extra), -1, dtype=np.int64)])
 
     def reset(self, idx: np.ndarray) -> None:
         """Forget the baseline of these series (a new regime: a job started, a deploy)."""
@@ -115,14 +155,45 @@ class RobustBaseline:
         self.scale[:n] = np.where(ok, np.maximum(np.nan_to_num(mad), self._floor(np.nan_to_num(med))), 0.0)
         self.count[:n] = seen
 
-    def _detect_core(self, v: np.ndarray) -> np.ndarray:
+    def _bin(self, ts_ms: int) -> int:
+        c = self.config
+        return int((ts_ms % c.season_period_ms) * c.season_bins // c.season_period_ms)
+
+    def _season_learn(self, v: np.ndarray, ts: np.ndarray) -> None:
+        """Fold rows into the profile: residual from the level, clipped, per time-of-day bin."""
+        c = self.config
+        scale = np.maximum(self.scale, self._floor(self.loc))
+        for i in range(v.shape[0]):
+            x = v[i]
+            have = np.isfinite(x)
+            if not have.any():
+                continue
+            b, day = self._bin(int(ts[i])), int(ts[i]) // c.season_period_ms
+            p = self.prof[b]
+            r = np.clip(np.where(have, x - self.loc, p), p - c.clip * scale, p + c.clip * scale)
+            k = self.pcount[b] + have
+            w = np.where(have, np.maximum(1.0 / np.maximum(k, 1.0), c.season_alpha), 0.0)
+            self.prof[b] = p + w * (r - p)
+            self.pcount[b] = k
+            new_day = have & (self.plast[b] != day)
+            self.pdays[b] = self.pdays[b] + new_day
+            self.plast[b] = np.where(have, day, self.plast[b])
+
+    def _detect_core(self, v: np.ndarray, ts: np.ndarray | None = None) -> np.ndarray:
         c = self.config
         out = np.full(v.shape, np.nan)
+        seasonal = c.seasonal and ts is not None and self.prof.shape[1] == v.shape[1]
         for i in range(v.shape[0]):
             x = v[i]
             have = np.isfinite(x)
             warm = self.count >= c.warmup
             scale = np.maximum(self.scale, self._floor(self.loc))
+            if seasonal:
+                assert ts is not None
+                raw = x
+                off = self.seasonal_offset(int(ts[i]))
+                x = x - off  # deseasonalised: the level and scale see what is left
+                self._season_learn(np.where(warm, raw, np.nan)[None, :], ts[i : i + 1])
             z = (x - self.loc) / scale
             out[i] = np.where(have & warm, z, np.nan)
             # warming up: plain running mean / mean absolute deviation, fast

@@ -11,6 +11,12 @@ fit, and prints per fault class:
   were the root (other kinds are symptoms: a job slowed by its throttled GPU is not a false alarm);
 - ``fa/h``: entities flagged per hour before the fault started (false alarms on a healthy factory);
 - ``ttd``: median seconds from fault start to detection, over the hits.
+
+Config drift and change, in the same cases (:class:`~sightglass.analytics.drift.ConfigTracker`
+stepped every 30 s, as the server does): for ``driver_drift`` whether the root node was reported
+drifting on ``driver_version`` and how fast; for every case the drifts opened on anything else
+(false drifts); for the faults that change a setting (``driver_drift``, ``power_cap``,
+``bad_deploy``) whether a ``config.change`` with before/after was reported on the root.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sightglass.analytics.anomaly import AnomalyConfig
+from sightglass.analytics.drift import ConfigTracker
 from sightglass.analytics.runner import AnomalyRunner
 from sightglass.simulate.faults import CATALOGUE, ScriptedFault
 from sightglass.topology.infer import TopologyBuilder
@@ -63,6 +70,10 @@ class CaseResult:
     pre_hours: float
     ttd_s: float | None
     flagged: list[str] = field(default_factory=list)
+    drift_hit: bool = False  # driver_drift: the root node drifting on driver_version
+    drift_ttd_s: float | None = None
+    false_drifts: list[str] = field(default_factory=list)  # drifts opened on anything else
+    change_hit: bool | None = None  # a setting-changing fault: a config.change on the root
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +85,10 @@ class CaseResult:
             "false_alarms_pre": self.false_alarms_pre,
             "ttd_s": self.ttd_s,
             "flagged": self.flagged,
+            "drift_hit": self.drift_hit,
+            "drift_ttd_s": self.drift_ttd_s,
+            "false_drifts": self.false_drifts,
+            "change_hit": self.change_hit,
         }
 
 
@@ -110,6 +125,7 @@ def run_case(
         while t < end:
             t = min(t + 5 * 60_000, end)
             anomalies.extend(runner.step(store, t).anomalies)
+        drift = _drift_case(store, truth, fit_until, end)
         root = root_entity(truth.root, truth.cls.root_kind)
         if root and root.startswith("gpu:") and "/" in root:
             host, idx = root[4:].split("/")
@@ -134,9 +150,81 @@ def run_case(
             (truth.start_ms - fit_until) / 3_600_000,
             (hits[0].detected_ms - truth.start_ms) / 1000 if hits else None,
             sorted({a.entity for a in inside}),
+            **drift,
         )
     finally:
         store.close()
+
+
+CHANGING = {
+    "driver_drift": "driver_version",
+    "power_cap": "power_limit_w",
+    "bad_deploy": "vllm.gpu_memory_utilization",
+}
+
+
+def _drift_case(store: Any, truth: Any, fit_until: int, end: int) -> dict[str, Any]:
+    """Stream the config tracker over the case every 30 s; score it against the injected fault."""
+    tracker = ConfigTracker(write_events=False)
+    tracker.step(store, fit_until)
+    opened: list[tuple[Any, int]] = []
+    changes: list[Any] = []
+    t = fit_until
+    while t < end:
+        t = min(t + 30_000, end)
+        r = tracker.step(store, t)
+        opened.extend((d, t) for d in r.opened)
+        changes.extend(r.changes)
+    root = root_entity(truth.root, truth.cls.root_kind) or ""
+
+    def on_root(entity: str) -> bool:
+        if entity == root:
+            return True
+        if root.startswith("node:") and tracker.group_hint.get(entity) == root:
+            return True  # a GPU of the root node
+        return root.startswith("model:") and tracker.group_hint.get(entity) == root  # a replica
+
+    hit = [
+        (d, t)
+        for d, t in opened
+        if truth.fault == "driver_drift"
+        and d.entity == root
+        and d.key == "driver_version"
+        and t >= truth.start_ms
+    ]
+    key = CHANGING.get(truth.fault)
+    change_hit = None
+    if key is not None:
+        change_hit = any(
+            on_root(str(e.entity.get("entity", "")))
+            and e.attributes.get("key") == key
+            and e.ts_ms >= truth.start_ms - 10_000
+            for e in changes
+        )
+    return {
+        "drift_hit": bool(hit),
+        "drift_ttd_s": (hit[0][1] - truth.start_ms) / 1000 if hit else None,
+        "false_drifts": sorted(
+            f"{d.entity} {d.key}" for d, _ in opened if not (truth.fault in CHANGING and on_root(d.entity))
+        ),
+        "change_hit": change_hit,
+    }
+
+
+def summarise_drift(results: list[CaseResult]) -> dict[str, Any]:
+    drift = [r for r in results if r.fault == "driver_drift"]
+    ttd = [r.drift_ttd_s for r in drift if r.drift_ttd_s is not None]
+    changes = {
+        f: [r.change_hit for r in results if r.fault == f and r.change_hit is not None] for f in CHANGING
+    }
+    return {
+        "driver_drift_cases": len(drift),
+        "driver_drift_recall": sum(r.drift_hit for r in drift) / len(drift) if drift else None,
+        "driver_drift_ttd_s": statistics.median(ttd) if ttd else None,
+        "false_drifts": sum(len(r.false_drifts) for r in results),
+        "cases": len(results),
+        "change_recall": {f: (sum(v) / len(v) if v else None) for f, v in changes.items()},
+    }
 
 
 def summarise(results: list[CaseResult]) -> list[dict[str, Any]]:
@@ -205,6 +293,17 @@ def main(argv: list[str] | None = None) -> int:
         f"overall | {n} cases | recall {hits / n:.2f} | precision {hits / max(flagged, 1):.2f} | "
         f"fa/h {fa:.2f} | {time.perf_counter() - t0:.0f}s"
     )
+    d = summarise_drift(results)
+    print(
+        f"drift | driver_drift cases {d['driver_drift_cases']} | recall {_fmt(d['driver_drift_recall'])} | "
+        f"ttd {_fmt(d['driver_drift_ttd_s'])}s | false drifts {d['false_drifts']} in {d['cases']} cases"
+    )
+    print(
+        "config.change on the root | " + " | ".join(f"{f} {_fmt(v)}" for f, v in d["change_recall"].items())
+    )
+    for r in results:
+        for fd in r.false_drifts:
+            print(f"false drift | {r.fault} seed {r.seed} | {fd}")
     return 0
 
 
