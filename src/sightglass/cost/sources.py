@@ -149,7 +149,7 @@ def read_usage(
         if labels.get("GPU_I_ID"):
             # a MIG slice: evidence that its parent GPU (the unit of cost) exists, not its activity
             vals = np.full(len(ts), np.nan)
-        if len(ts) > 1:
+        if len(ts) > 1 and len(deltas) < 16:  # the scrape interval: a few series say it
             deltas.append(float(np.median(np.diff(ts))))
         u = usage.get(gid)
         if u is None:
