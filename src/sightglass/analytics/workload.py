@@ -194,7 +194,7 @@ class WorkloadKpiComputer:
         t0 = start - start % step
         n = int((until_ms - t0) // step) + 1
         grid = t0 + np.arange(n, dtype=np.int64) * step
-        series = _read(store, t0 - step, until_ms)
+        series = read_workload_series(store, t0 - step, until_ms)
         out = SampleBatchBuilder()
         perf: dict[str, tuple[str, dict[str, str], np.ndarray, np.ndarray | None]] = {}
         power, models_of_gpu = _power(series, grid, step)
@@ -514,7 +514,7 @@ def _power(
     return power, model
 
 
-def _read(
+def read_workload_series(
     store: Any, start_ms: int, end_ms: int
 ) -> dict[str, list[tuple[dict[str, str], np.ndarray, np.ndarray]]]:
     names = [*TRAINING.values(), *FLOPS_METRICS, *PIPELINE, POWER]
