@@ -8,6 +8,7 @@ collectors read the same files; the series they produce must be node_exporter's,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,26 @@ def test_lustre_client_stats(tmp_path: Path) -> None:
         == 12
     )
     assert list(parse_lustre_stats("garbage line\nx y samples\n")) == []
+
+
+def test_host_collector_for_real() -> None:
+    from sightglass.agent.host import HostCollector
+
+    h = HostCollector(
+        {"instance": "n1", "job": "sightglass-agent"}, entity={"Hostname": "n1"}, config_every_ms=60_000
+    )
+    col = Collection(1_000)
+    h.collect(col)
+    cpu = _produced(col, "node_cpu_seconds_total")
+    modes = {k.split('mode="')[1].split('"')[0] for k in cpu}
+    assert {"user", "system", "idle", "iowait"} <= modes and all(v >= 0 for v in cpu.values())
+    (total,) = _produced(col, "node_memory_MemTotal_bytes").values()
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    assert total == int(meminfo["MemTotal"].split()[0]) * 1024  # the kernel's own figure
+    assert _produced(col, "node_network_receive_bytes_total")
+    assert all('instance="n1"' in k and 'job="sightglass-agent"' in k for k in _produced(col, "node_"))
+    (snap,) = col.configs
+    assert snap.entity == {"Hostname": "n1"} and snap.config["kernel"] == os.uname().release
+    col2 = Collection(2_000)
+    h.collect(col2)
+    assert not col2.configs  # unchanged and not due

@@ -227,15 +227,27 @@ def test_xids_are_events_and_a_true_counter() -> None:
 
 def test_config_snapshot_only_when_changed_or_due() -> None:
     b = SmiXmlBackend.from_file(FIXTURES / "tesla-t4.xml")
-    c = GpuCollector(b, "node-a", config_every_ms=60_000)
-    for ts, want in ((0, 1), (10_000, 0), (70_000, 1)):
+    c = GpuCollector(b, "node-a", config_every_ms=600_000)  # resend every 10 min, look once a minute
+    el = b.gpus[0].el.find("persistence_mode")
+    assert el is not None
+    for ts, want in (
+        (0, 1),
+        (10_000, 0),
+        (20_000, "change"),
+        (30_000, 0),
+        (60_000, 1),
+        (120_000, 0),
+        (600_000, 0),
+        (660_000, 1),
+    ):
+        if want == "change":
+            el.text = "Enabled"
+            want = 0
         col = Collection(ts)
         c.collect(col)
         assert len(col.configs) == want, ts
-    b.gpus[0].el.find("persistence_mode").text = "Enabled"  # type: ignore[union-attr]
-    col = Collection(71_000)
-    c.collect(col)
-    assert len(col.configs) == 1 and col.configs[0].config["persistence_mode"] == "Enabled"
+        if want:
+            assert col.configs[0].config["persistence_mode"] == ("Enabled" if ts >= 60_000 else "Disabled")
 
 
 def test_nvlink_state_errors_and_throughput() -> None:

@@ -60,7 +60,14 @@ def build_collectors(config: AgentConfig) -> tuple[list[Collector], list[str]]:
         except KubeletUnavailable as e:
             notes.append(f"kubernetes: {e}")
     if "host" in enabled:
-        out.append(HostCollector(base))
+        out.append(
+            HostCollector(
+                base,
+                entity={config.hostname_label: config.hostname},
+                procfs=config.procfs,
+                config_every_ms=parse_duration_ms(config.config_every),
+            )
+        )
     gpu = None
     if "gpu" in enabled:
         from sightglass.agent.gpu import open_gpu_collector

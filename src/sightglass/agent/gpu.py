@@ -136,6 +136,7 @@ class GpuCollector:
     _xid_counts: dict[tuple[str, int], int] = field(default_factory=dict)
     _config_hash: dict[str, str] = field(default_factory=dict)
     _config_ts: dict[str, int] = field(default_factory=dict)
+    _checked_ts: dict[str, int] = field(default_factory=dict)
     _index_of: dict[str, int] = field(default_factory=dict)
     last_processes: dict[str, list[GpuProcess]] = field(default_factory=dict)
 
@@ -337,6 +338,10 @@ class GpuCollector:
             )
 
     def _config(self, out: Collection, i: int, info: GpuInfo, sysinfo: Any) -> None:
+        # a dozen NVML calls and a read of each GPU process' environment: at most once a minute
+        if out.ts_ms - self._checked_ts.get(info.uuid, -(10**15)) < min(self.config_every_ms, 60_000):
+            return
+        self._checked_ts[info.uuid] = out.ts_ms
         cfg: dict[str, Any] = {
             "driver_version": sysinfo.driver_version,
             "cuda_driver_version": sysinfo.cuda_driver_version,

@@ -10,14 +10,19 @@ and ``node_network_receive_bytes_total{device}`` mean what they mean in node_exp
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import platform
 import re
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import psutil
 
 from sightglass.agent.collection import Collection
-from sightglass.model import MetricType
+from sightglass.model import ConfigSnapshot, MetricType
 
 C = MetricType.COUNTER
 G = MetricType.GAUGE
@@ -43,9 +48,23 @@ class HostCollector:
 
     name = "host"
 
-    def __init__(self, base_labels: Mapping[str, str], *, statvfs_network_fs: bool = False) -> None:
+    def __init__(
+        self,
+        base_labels: Mapping[str, str],
+        *,
+        statvfs_network_fs: bool = False,
+        entity: Mapping[str, str] | None = None,
+        procfs: str | os.PathLike[str] = "/proc",
+        config_every_ms: int = 300_000,
+    ) -> None:
         self.base = dict(base_labels)
         self.statvfs_network_fs = statvfs_network_fs
+        self.entity = dict(entity) if entity is not None else {"Hostname": self.base.get("instance", "")}
+        self.procfs = Path(procfs)
+        self.config_every_ms = config_every_ms
+        self._config_hash = ""
+        self._config_ts = -(10**15)
+        self._checked_ts = -(10**15)
 
     def collect(self, out: Collection) -> None:
         self._cpu(out)
@@ -53,6 +72,37 @@ class HostCollector:
         self._disks(out)
         self._filesystems(out)
         self._network(out)
+        self._config(out)
+
+    def node_config(self) -> dict[str, Any]:
+        """What the node runs: kernel, OS, CPU, memory, and the NVIDIA kernel module when loaded."""
+        cfg: dict[str, Any] = {
+            "kernel": platform.release(),
+            "kernel_version": platform.version(),
+            "machine": platform.machine(),
+            "os": _os_release(),
+            "cpu_model": _cpu_model(self.procfs),
+            "logical_cpus": psutil.cpu_count(),
+            "memory_total_bytes": psutil.virtual_memory().total,
+            "python": platform.python_version(),
+        }
+        try:
+            first = (self.procfs / "driver" / "nvidia" / "version").read_text().splitlines()[0]
+            cfg["nvidia_kernel_module"] = " ".join(first.split())
+        except (OSError, IndexError):
+            pass
+        return cfg
+
+    def _config(self, out: Collection) -> None:
+        # reading the configuration is the slow part of a cycle: look at most once a minute
+        if out.ts_ms - self._checked_ts < min(self.config_every_ms, 60_000):
+            return
+        self._checked_ts = out.ts_ms
+        cfg = self.node_config()
+        h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+        if h != self._config_hash or out.ts_ms - self._config_ts >= self.config_every_ms:
+            self._config_hash, self._config_ts = h, out.ts_ms
+            out.configs.append(ConfigSnapshot(out.ts_ms, self.entity, cfg, source="sightglass-agent/host"))
 
     def _l(self, **labels: str) -> dict[str, str]:
         return {**self.base, **labels}
@@ -268,3 +318,24 @@ class HostCollector:
                 ("node_network_transmit_drop_total", n.dropout, "Network device statistic transmit_drop."),
             ):
                 out.add(metric, lb, v, type=C, help=h)
+
+
+def _os_release() -> str:
+    for p in ("/etc/os-release", "/usr/lib/os-release"):
+        try:
+            for line in Path(p).read_text().splitlines():
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+        except OSError:
+            continue
+    return platform.platform()
+
+
+def _cpu_model(procfs: Path) -> str:
+    try:
+        for line in (procfs / "cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()

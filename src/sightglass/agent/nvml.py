@@ -160,11 +160,16 @@ class PynvmlBackend:
 
     MAX_NVLINKS = 18
 
-    def __init__(self) -> None:
-        try:
-            import pynvml
-        except ImportError as e:
-            raise NvmlUnavailable(f"nvidia-ml-py is not installed ({e}); pip install nvidia-ml-py") from None
+    def __init__(self, module: Any = None) -> None:
+        if module is None:
+            try:
+                import pynvml as real
+            except ImportError as e:
+                raise NvmlUnavailable(
+                    f"nvidia-ml-py is not installed ({e}); pip install nvidia-ml-py"
+                ) from None
+            module = real
+        pynvml = module
         self.n: Any = pynvml
         try:
             pynvml.nvmlInit()
