@@ -265,3 +265,16 @@ def test_cost_config_errors_name_the_setting() -> None:
         cost_config({"colour": "blue"})
     with pytest.raises(ConfigError, match=r"cost\.output_token_weight"):
         cost_config({"output_token_weight": -1})
+
+
+def test_up_refuses_a_bad_price_sheet_with_a_clear_message(tmp_path: Path) -> None:
+    cfg = tmp_path / "sightglass.toml"
+    (tmp_path / "prices.toml").write_text(
+        '[[version]]\neffective = "2026-01-01"\n[version.gpu.H100]\ntier = "spot"\n'
+    )
+    cfg.write_text(f'[cost]\nprice_sheet = "{tmp_path / "prices.toml"}"\n')
+    r = CliRunner().invoke(
+        cli, ["up", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0", "--config", str(cfg)]
+    )
+    assert r.exit_code != 0
+    assert "[cost] price_sheet" in r.output and "spot_usd_per_gpu_hour" in r.output

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sightglass.config import ConfigError, parse_duration_ms
-from sightglass.cost.prices import PriceSheet
+from sightglass.cost.prices import PriceSheet, PriceSheetError
 
 
 class CostConfig(BaseModel):
@@ -35,12 +35,17 @@ class CostConfig(BaseModel):
         return parse_duration_ms(str(getattr(self, name)))
 
     def load_prices(self, base: Path | None = None) -> PriceSheet:
+        """The sheet ``price_sheet`` names (relative paths also tried next to the config file), else
+        the defaults; a bad sheet is a :class:`ConfigError` naming the setting."""
         if not self.price_sheet:
             return PriceSheet.default()
         p = Path(self.price_sheet)
         if not p.is_absolute() and base is not None and not p.exists():
             p = base / p
-        return PriceSheet.load(p)
+        try:
+            return PriceSheet.load(p)
+        except PriceSheetError as e:
+            raise ConfigError(f"[cost] price_sheet: {e}") from None
 
 
 def cost_config(raw: dict[str, Any]) -> CostConfig:

@@ -110,7 +110,7 @@ def rollup(ledger: Ledger, by: str) -> list[Row]:
     rows: dict[str, Row] = {}
     for ln in ledger.lines:
         if by == "job" and ln.workload is not None and ln.workload.kind != "job":
-            k = f"({ln.workload.kind}s)"
+            k = {"pod": "(pods)", "process": "(processes)"}.get(ln.workload.kind, f"({ln.workload.kind})")
         else:
             k = key_of(ln, by)
         r = rows.get(k)
