@@ -27,7 +27,7 @@ from sightglass.agent.assemble import build
 from sightglass.agent.collection import Collection
 from sightglass.agent.config import AgentConfig
 from sightglass.agent.gpu import GpuCollector
-from sightglass.agent.nvml import GpuProcess
+from sightglass.agent.nvml import GpuProcess, XidEvent
 from sightglass.agent.smi_xml import SmiXmlBackend
 from sightglass.model import Matcher
 from sightglass.store.duckdb import DuckDBStore
@@ -76,13 +76,14 @@ def test_no_sample_lost_across_a_server_kill_and_restart(tmp_path: Path) -> None
     data, port = tmp_path / "data", _free_port()
     server = _start(data, port)
     produced: dict[tuple[str, int], float] = {}
+    events: list[tuple[int, str, int]] = []
     catalog_items = 0
 
     def record(col: Collection) -> None:
         nonlocal catalog_items
-        for key, ts, v in col.batch().rows():
-            assert v is not None
+        for key, ts, v in col.rows():
             produced[(key.text(), ts)] = v
+        events.extend((e.ts_ms, e.kind, int(e.attributes["xid"])) for e in col.events if e.kind == "gpu.xid")
         catalog_items += len(col.events) + len(col.configs) + len(col.relations)
 
     cfg = AgentConfig(
@@ -114,9 +115,12 @@ def test_no_sample_lost_across_a_server_kill_and_restart(tmp_path: Path) -> None
         while asm.pusher.stats.sent_files < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert asm.pusher.stats.sent_files >= 4, asm.pusher.stats
+        backend.xids.append(XidEvent(backend.gpus[0].info.uuid, 48, int(time.time() * 1000)))
         server.send_signal(signal.SIGKILL)
         server.wait()
-        time.sleep(1.5)  # the agent keeps collecting; its pushes fail and pile up in the spool
+        # the agent keeps collecting (and an XID arrives mid-outage); its pushes fail and pile up
+        backend.xids.append(XidEvent(backend.gpus[0].info.uuid, 79, int(time.time() * 1000)))
+        time.sleep(1.5)
         assert len(asm.spool) >= 3 and asm.pusher.stats.failures >= 1
         server = _start(data, port)
         time.sleep(1.0)
@@ -164,6 +168,10 @@ def test_no_sample_lost_across_a_server_kill_and_restart(tmp_path: Path) -> None
             :2
         ]
         assert store.count("configs") >= 1
+        stored_xids = sorted(
+            (e.ts_ms, e.kind, int(e.attributes["xid"])) for e in store.query_events(0, 2**50, kind="gpu.xid")
+        )
+        assert sorted(set(stored_xids)) == sorted(events) and {x for _, _, x in events} == {48, 79}
         assert catalog_items >= 1
     finally:
         store.close()

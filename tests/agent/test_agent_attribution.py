@@ -188,6 +188,9 @@ def test_job_to_gpu_intervals() -> None:
     c.collect(col)
     assert not col.relations  # still running: no new interval
     s.squeue_text = ""
+    col = Collection(2_005_000)  # within 15 s of the last question: slurmctld is not asked again
+    c.collect(col)
+    assert not col.relations and [k.metric for k in col.keys] == ["sightglass_slurm_job_gpu"]
     col = Collection(5_000_000_000_000)
     c.collect(col)
     (closed,) = col.relations

@@ -217,8 +217,12 @@ class SlurmCollector:
         hostname_label: str = "Hostname",
         gpu_id: GpuIdOf | None = None,
         node_name: str | None = None,
+        every_ms: int = 15_000,
     ) -> None:
         self.cmd = commands
+        self.every_ms = every_ms
+        """Ask slurmctld at most this often (every node asks it); in between, repeat the last answer."""
+        self._asked_ms = -(10**15)
         self.hostname = hostname
         self.node = node_name or hostname.split(".", 1)[0]
         self.hostname_label = hostname_label
@@ -228,6 +232,10 @@ class SlurmCollector:
         self.jobs: dict[str, SlurmJob] = {}
 
     def collect(self, out: Collection) -> None:
+        if out.ts_ms - self._asked_ms < self.every_ms:
+            self._join_series(out, self.open)
+            return
+        self._asked_ms = out.ts_ms
         running = parse_squeue(self.cmd.squeue(self.node))
         ids = [r["job_id"] for r in running if r.get("state") in ("R", "RUNNING", "CG")]
         jobs = parse_scontrol_jobs(self.cmd.scontrol_jobs(ids)) if ids else []
@@ -238,10 +246,24 @@ class SlurmCollector:
                 prev = self.open.get((job.job_id, idx))
                 start = prev[0] if prev else (job.start_ms or out.ts_ms)
                 now[(job.job_id, idx)] = (start, job.user, job.fields.get("Partition", ""))
-        for key, (start, user, part) in now.items():
-            job_id, idx = key
+        for key, (start, _user, _part) in now.items():
             if key not in self.open:
-                out.relations.append(Relation(f"job:{job_id}", "job-uses-gpu", self.gpu_id(idx), start))
+                out.relations.append(Relation(f"job:{key[0]}", "job-uses-gpu", self.gpu_id(key[1]), start))
+        self._join_series(out, now)
+        ended = [k for k in self.open if k not in now]
+        if ended:
+            ends = self._end_times(sorted({j for j, _ in ended}))
+            for key in ended:
+                job_id, idx = key
+                start = self.open[key][0]
+                end = ends.get(job_id) or out.ts_ms
+                out.relations.append(
+                    Relation(f"job:{job_id}", "job-uses-gpu", self.gpu_id(idx), start, max(end, start))
+                )
+        self.open = now
+
+    def _join_series(self, out: Collection, held: dict[tuple[str, int], tuple[int, str, str]]) -> None:
+        for (job_id, idx), (_start, user, part) in held.items():
             out.add(
                 "sightglass_slurm_job_gpu",
                 {
@@ -254,17 +276,6 @@ class SlurmCollector:
                 1,
                 help="1 while the Slurm job holds this GPU (join on gpu and Hostname).",
             )
-        ended = [k for k in self.open if k not in now]
-        if ended:
-            ends = self._end_times(sorted({j for j, _ in ended}))
-            for key in ended:
-                job_id, idx = key
-                start = self.open[key][0]
-                end = ends.get(job_id) or out.ts_ms
-                out.relations.append(
-                    Relation(f"job:{job_id}", "job-uses-gpu", self.gpu_id(idx), start, max(end, start))
-                )
-        self.open = now
 
     def _end_times(self, job_ids: list[str]) -> dict[str, int]:
         try:
