@@ -319,7 +319,9 @@ class ConfigTracker:
             m = k.metric
             if m.startswith("DCGM_") or m in ("kube_node_info", "node_uname_info") or m.endswith(ENGINE_INFO):
                 f = first.get(sid)
-                if f is None or f > until_ms:  # not there yet as of this step (a back-filled store)
+                if f is None:
+                    continue  # no sample at all: nothing to say
+                if f > until_ms:  # not there yet as of this step (a back-filled store)
                     pending.append(sid)
                 else:
                     rows.append((f, sid, k))
