@@ -7,9 +7,10 @@ Each firing alert is mapped to the entity it is about (its labels → a topology
    entity depends on (a GPU's job hanging after the GPU fell off the bus; every HCA of a rack going
    down after its leaf switch did), or the alert is upstream of the anchor (then the anchor moves up,
    and other open incidents below it merge in); or
-2. the two share a close, narrow common dependency, opened within ``group_window`` (the HCAs of one
-   rack going down with no switch alert: the leaf they share; "narrow": at most half the nodes
-   depend on it, so a spine or the shared storage never glues unrelated alerts together); or
+2. the same alert fires on neighbours that share a close, narrow dependency, within ``group_window``
+   (the HCAs of one rack going down with no switch alert: the leaf they share; "narrow": at most
+   half the nodes depend on it, so a spine or the shared storage never glues unrelated alerts
+   together); or
 3. the RCA (``sightglass.rca.engine.analyze``, when installed) names, as the alert's top cause, the
    entity another open incident is about.
 
@@ -395,7 +396,16 @@ class IncidentManager:
     def _assign(self, a: Alert, at_ms: int, res: EntityResolver, may_rca: bool) -> tuple[Incident, str]:
         ent = res.entity(a.labels)
         up = res.upstream(ent, at_ms) if ent else {}
-        open_incs = [i for i in self.incidents.values() if i.state != "resolved" and not i.merged_into]
+        open_incs = [
+            i
+            for i in self.incidents.values()
+            if not i.merged_into
+            and (
+                i.state != "resolved"
+                # auto-resolved a moment ago (its alerts flapped, or the symptom outlived the cause): reopen
+                or (i.resolved_by == "sightglass" and at_ms - (i.resolved_ms or 0) <= self.group_window_ms)
+            )
+        ]
         target: Incident | None = None
         how = ""
         # 0. an open incident already has an alert on this very entity
@@ -409,8 +419,11 @@ class IncidentManager:
             if target is not None:
                 break
             keys = {inc.anchor, inc.cause_entity} - {None}
-            if any(k in up for k in keys):
-                target, how = inc, "topology: depends on " + ", ".join(sorted(k for k in keys if k in up))
+            hit = sorted((k for k in keys if k in up), key=lambda k: up[str(k)])
+            if hit:
+                target, how = inc, "topology: depends on " + ", ".join(str(k) for k in hit)
+                if inc.anchor not in hit and inc.anchor and hit[0] in res.upstream(inc.anchor, at_ms):
+                    self._move_anchor(inc, str(hit[0]), at_ms, f"{a.rule} on {ent} depends on it too")
                 break
         # 1b. this alert is upstream of open incidents: it becomes their anchor; they merge
         if target is None and ent:
@@ -427,6 +440,8 @@ class IncidentManager:
             for inc in open_incs:
                 if not inc.anchor or at_ms - inc.last_activity_ms > self.group_window_ms:
                     continue
+                if a.rule not in {r["alertname"] for r in inc.alerts.values()}:
+                    continue  # siblings are the same symptom on neighbours (every HCA of a rack)
                 theirs = res.upstream(inc.anchor, at_ms)
                 for dep, d in up.items():
                     if dep in theirs and dep != ent and res.narrow(dep):
@@ -455,8 +470,30 @@ class IncidentManager:
                 target.log(at_ms, "rca_unavailable", target.rca_note)
             elif rca_doc is not None or may_rca:
                 self._attach_rca(target, a, at_ms, rca_doc)
+        if target.state == "resolved":
+            target.state, target.resolved_ms, target.resolved_by = "open", None, ""
+            target.log(at_ms, "reopened", f"{a.rule} on {ent or '?'} fired again within the grouping window")
         self._add_alert(target, a, ent, at_ms, how)
+        self._reconcile_cause(target, res, at_ms)
         return target, ("rca" if rca_doc is not None else how)
+
+    def _reconcile_cause(self, inc: Incident, res: EntityResolver, at_ms: int) -> None:
+        """The RCA ran on the first alert; when several alerting entities turn out to share the anchor
+        and the RCA's top cause is one of them (eight GPUs of a node braking), the anchor is the cause."""
+        cause = inc.cause or {}
+        top, anchor = cause.get("entity"), inc.anchor
+        if cause.get("source") != "rca" or not top or not anchor or top == anchor:
+            return
+        members = {str(r["entity"]) for r in inc.alerts.values() if r.get("entity")}
+        under = {m for m in members if m != anchor and anchor in res.upstream(m, at_ms)}
+        if len(under) >= 2 and anchor in res.upstream(str(top), at_ms):
+            inc.cause = {
+                "entity": anchor,
+                "source": "topology",
+                "reason": f"{len(under)} alerting entities depend on it; the RCA's top cause {top} is one of them",
+                "rca_top": top,
+            }
+            inc.log(at_ms, "cause_moved", f"{top} → {anchor}: {len(under)} alerting entities share it")
 
     @staticmethod
     def _below(inc: Incident, ent: str, res: EntityResolver, at_ms: int) -> bool:

@@ -148,6 +148,7 @@ class Delivery:
     alerts: int
     queued_at: float  # wall clock, seconds
     done_at: float
+    incidents: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +161,7 @@ class Delivery:
             "error": self.error,
             "alerts": self.alerts,
             "latency_seconds": round(self.done_at - self.queued_at, 4),
+            "incidents": list(self.incidents),
         }
 
 
@@ -171,6 +173,7 @@ class _Job:
     key: str
     alerts: int
     queued_at: float
+    incidents: tuple[str, ...] = ()
 
 
 class Dispatcher:
@@ -219,7 +222,16 @@ class Dispatcher:
                 if inc:  # a label, so an Alertmanager route can group_by: [sightglass_incident]
                     it["labels"]["sightglass_incident"] = inc
             if items:
-                self._put(_Job(nc, nc.url + "/api/v2/alerts", items, "alerts", len(items), time.time()))
+                incs = tuple(
+                    sorted(
+                        {
+                            i["labels"]["sightglass_incident"]
+                            for i in items
+                            if "sightglass_incident" in i["labels"]
+                        }
+                    )
+                )
+                self._put(_Job(nc, nc.url + "/api/v2/alerts", items, "alerts", len(items), time.time(), incs))
                 n += 1
         return n
 
@@ -244,7 +256,7 @@ class Dispatcher:
                 body: Any = webhook_body(group, nc.name or "sightglass", self.external_url)
             else:
                 body = slack_body(group, self.external_url)
-            self._put(_Job(nc, nc.url, body, group.key, len(group.alerts), time.time()))
+            self._put(_Job(nc, nc.url, body, group.key, len(group.alerts), time.time(), (group.key,)))
             n += 1
         return n
 
@@ -323,5 +335,6 @@ class Dispatcher:
         if status == "failed" and job.key != "alerts":
             self._sent.pop((nc.label, job.key), None)  # try again at the next evaluation
         return Delivery(
-            nc.label, nc.type, job.key, status, attempts, http, error, job.alerts, job.queued_at, time.time()
-        )
+            nc.label, nc.type, job.key, status, attempts, http, error, job.alerts, job.queued_at, time.time(),
+            job.incidents,
+        )  # fmt: skip

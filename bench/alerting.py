@@ -1,0 +1,334 @@
+"""Alerting on the simulator: rule-evaluation cost, and per fault class incidents, causes and notifications.
+
+    python bench/alerting.py cost --nodes 1000 --minutes 6      # the default pack on a 1,000-node factory
+    python bench/alerting.py faults                             # every fault class, 8 nodes, 30 min each
+    python bench/alerting.py faults --only leaf_switch_failure,hbm_ecc --no-rca
+
+``cost`` simulates into a fresh store, then times one instant evaluation of every group at the end
+(what the server pays per evaluation interval), per group and for the slowest rules, and a replay of
+the last minutes (range queries, as for a back-filled store).
+
+``faults`` runs, for each class of the catalogue, an 8-node factory for 30 minutes with that one fault
+injected at 10 minutes (plus one run with no fault: the false-incident baseline), replays the default
+pack and SLOs with incidents and the RCA, sends to a real local webhook receiver and, when
+``prometheus-alertmanager`` is installed, to a real Alertmanager on 127.0.0.1, and reports per class:
+incidents opened during the fault, whether the incident of the fault has the true root entity as its
+cause (topology anchor and RCA top cause separately), the detection delay in simulated time (fault
+start to the first firing alert of the incident: what a live server adds to it is one evaluation
+interval), the wall-clock latency from that evaluation step to the webhook receiving the incident,
+and whether the Alertmanager answered 200 to the POST carrying the incident's alerts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sightglass.alerting.catalog import MemoryCatalog
+from sightglass.alerting.config import AlertingConfig
+from sightglass.alerting.evaluator import RuleEvaluator
+from sightglass.alerting.service import AlertingService, load_groups
+from sightglass.promql.engine import Engine
+from sightglass.simulate.fast import run_ingest
+from sightglass.simulate.faults import CATALOGUE, ScriptedFault
+from sightglass.store.duckdb import DuckDBStore, StoreOptions
+from sightglass.topology import TopologyBuilder
+
+START_MS = 1_794_787_200_000
+MIN = 60_000
+
+
+# ---------------------------------------------------------------------- cost
+def cost(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="sightglass-bench-") as tmp:
+        store = DuckDBStore(Path(tmp) / "d", options=StoreOptions(compact_every_s=3600))
+        t = time.perf_counter()
+        stats, _ = run_ingest(
+            store,
+            nodes=args.nodes,
+            duration_s=args.minutes * 60,
+            seed=1,
+            start_ms=START_MS,
+            workdir=Path(tmp),
+        )
+        sim_s = time.perf_counter() - t
+        end = START_MS + int(args.minutes * MIN)
+        groups = load_groups(AlertingConfig())
+        n_rules = sum(len(g.rules) for g in groups)
+        print(json.dumps({"shape": {"nodes": args.nodes, "gpus": stats.gpus, "series": len(store.index.keys),
+                                    "samples": stats.samples, "minutes": args.minutes, "groups": len(groups),
+                                    "rules": n_rules}, "simulate_s": round(sim_s, 1)}))  # fmt: skip
+        ev = RuleEvaluator(Engine(store), groups, interval_ms=30_000, store=store)
+        t = time.perf_counter()
+        ev.evaluate(end, force=True)
+        total = time.perf_counter() - t
+        per_group = {g.group.name: round(g.eval_seconds, 3) for g in ev.groups}
+        slow = sorted(((rs.eval_seconds, rs.rule.name) for rs in ev.rules()), reverse=True)[:8]
+        errs = [(rs.rule.name, rs.last_error[:80]) for rs in ev.rules() if rs.health == "err"]
+        alerts = ev.alerts()
+        print(json.dumps({"instant_evaluation_s": round(total, 2), "per_group_s": per_group,
+                          "slowest_rules_s": [(n, round(s, 3)) for s, n in slow], "rule_errors": errs,
+                          "alerts_pending_or_firing": len(alerts)}))  # fmt: skip
+        ev2 = RuleEvaluator(Engine(store), groups, interval_ms=30_000, store=None, write_alerts_series=False)
+        t = time.perf_counter()
+        steps = ev2.replay(end - args.replay_minutes * MIN, end)
+        rep = time.perf_counter() - t
+        print(json.dumps({"replay_minutes": args.replay_minutes, "replay_group_steps": steps, "replay_s": round(rep, 2),
+                          "replay_s_per_group_step": round(rep / max(steps, 1), 4)}))  # fmt: skip
+        store.close()
+
+
+# ---------------------------------------------------------------------- faults
+class _Hook:
+    def __init__(self) -> None:
+        self.posts: list[tuple[float, str, Any]] = []
+        rec = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    doc: Any = json.loads(body)
+                except ValueError:
+                    doc = None
+                rec.posts.append((time.time(), self.path, doc))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def _start_alertmanager(tmp: Path, hook: str) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        return None, None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp / "am.yml"
+    cfg.write_text(
+        "route: {receiver: hook, group_by: [sightglass_incident], group_wait: 1s, group_interval: 1s}\n"
+        f"receivers: [{{name: hook, webhook_configs: [{{url: '{hook}/am'}}]}}]\n"
+    )
+    (tmp / "am").mkdir()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={cfg}", f"--storage.path={tmp / 'am'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--cluster.listen-address="], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    return None, None
+
+
+def _truth_entities(truth: dict[str, Any], inventory: dict[str, Any]) -> set[str]:
+    """Entity ids the fault's root may be called by (the topology's id scheme)."""
+    m = truth["root"]["match"]
+    kind = truth["root"]["kind"]
+    out: set[str] = set()
+    host = m.get("Hostname") or (m.get("instance", "").split(":")[0] or None)
+    if kind == "gpu" and host:
+        for n in inventory["nodes"]:
+            if n["hostname"] == host:
+                out |= {f"gpu:{g['UUID']}" for g in n["gpus"] if str(g["gpu"]) == m.get("gpu")}
+        out.add(f"gpu:{host}/{m.get('gpu')}")
+    elif kind == "node" and host:
+        out.add(f"node:{host}")
+    elif kind == "nic" and host:
+        out.add(f"nic:{host}/{m.get('device')}")
+    elif kind == "switch":
+        out.add(f"switch:{m['switch']}")
+    elif kind == "storage":
+        out.add(f"storage:{m['export'].split(':', 1)[0]}")
+    elif kind == "pipeline":
+        out |= {f"pipeline:{m['pipeline']}"}
+    elif kind == "service":
+        out |= {f"model:{m.get('model_name')}", f"service:{m.get('model_name')}"}
+    elif kind == "job":
+        out.add(f"job:{m.get('slurm_job_id')}")
+    return out
+
+
+def _one_class(
+    name: str | None, args: argparse.Namespace, hook: _Hook, am_url: str | None, tmp: Path
+) -> dict[str, Any]:
+    d = tmp / (name or "none")
+    store = DuckDBStore(d, options=StoreOptions(compact_every_s=3600))
+    try:
+        fault_at = 10 * MIN
+        scripted = []
+        if name:
+            lo, hi = CATALOGUE[name].duration_s
+            dur = int(min(hi, max(lo, 15 * 60)) * 1000)
+            scripted = [ScriptedFault(name, fault_at, dur, {})]
+        _, sim = run_ingest(store, nodes=8, duration_s=args.minutes * 60, seed=args.seed, start_ms=START_MS,
+                            scripted=scripted, fault_every_s=None, workdir=tmp)  # fmt: skip
+        truth = next((f.truth() for f in sim.faults if f.state.get("started")), None)
+        inv = sim.factory.describe()
+        b = TopologyBuilder()
+        b.add_inventory(inv)
+        b.update(store)
+        notifiers = [{"type": "webhook", "url": hook.url + f"/hook/{name}"}]
+        if am_url:
+            notifiers.append({"type": "alertmanager", "url": am_url})
+        svc = AlertingService(store, Engine(store), {"notifiers": notifiers}, topology=lambda: b.update(store),
+                              rca=not args.no_rca, catalog=MemoryCatalog())  # fmt: skip
+        svc._builder = b
+        step_wall: dict[int, float] = {}
+        orig = svc.process
+
+        def timed(ts: int, to_send: Any) -> Any:
+            step_wall[ts] = time.time()
+            return orig(ts, to_send)
+
+        svc.process = timed  # type: ignore[method-assign]
+        t = time.perf_counter()
+        svc.replay(START_MS, START_MS + args.minutes * MIN)
+        replay_s = time.perf_counter() - t
+        svc.dispatcher.flush(60)
+        assert svc.incidents is not None
+        incs = [i for i in svc.incidents.list_incidents() if not i.merged_into]
+        out: dict[str, Any] = {
+            "fault": name or "(none)",
+            "replay_s": round(replay_s, 1),
+            "incidents_total": len(incs),
+        }
+        if truth is None:
+            out["titles"] = [i.title[:90] for i in incs]
+            return out
+        f0, f1 = truth["start_ms"], truth["end_ms"]
+        during = [i for i in incs if f0 <= i.opened_ms <= f1 + 5 * MIN]
+        want = _truth_entities(truth, inv)
+        out.update({"truth": sorted(want), "incidents_during_fault": len(during)})
+        hit = None
+        for i in during:
+            ents = {i.anchor, i.cause_entity} | {a.get("entity") for a in i.alerts.values()}
+            if ents & want:
+                hit = i
+                break
+        main = hit or (max(during, key=lambda i: len(i.alerts)) if during else None)
+        if main is None:
+            out.update({"detected": False})
+            return out
+        first_fire = min((a["fired_at_ms"] or a["active_at_ms"]) for a in main.alerts.values())
+        anchor_ok = main.anchor in want
+        cause = main.cause or {}
+        rca_top = None
+        if main.rca and main.rca.get("causes"):
+            rca_top = main.rca["causes"][0]["entity"]["id"]
+        posts = [
+            p
+            for p in hook.posts
+            if p[1] == f"/hook/{name}" and p[2] and p[2].get("groupLabels", {}).get("incident") == main.id
+        ]
+        wall0 = step_wall.get(main.opened_ms)
+        am_ok = None
+        if am_url:
+            am = [
+                dl
+                for dl in svc.dispatcher.deliveries
+                if dl.kind == "alertmanager" and main.id in dl.incidents
+            ]
+            am_ok = bool(am) and all(dl.status == "ok" for dl in am)
+        out.update({
+            "detected": True,
+            "incident_has_root_alerting": bool(hit),
+            "alerts_in_incident": len(main.alerts),
+            "alert_names": sorted({a["alertname"] for a in main.alerts.values()}),
+            "cause": cause.get("entity"), "cause_source": cause.get("source"),
+            "cause_right": cause.get("entity") in want, "topology_anchor_right": anchor_ok,
+            "rca_top": rca_top, "rca_top_right": rca_top in want if rca_top else None,
+            "detection_delay_s": round((first_fire - f0) / 1000),
+            "notify_wall_latency_s": round(posts[0][0] - wall0, 3) if posts and wall0 else None,
+            "webhook_posts": len(posts),
+            "alertmanager_accepted": am_ok,
+            "rca_note": main.rca_note,
+            "anchor": main.anchor,
+            "other_incidents": [i.title[:100] for i in during if i is not main],
+        })  # fmt: skip
+        svc.close()
+        return out
+    finally:
+        store.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def faults(args: argparse.Namespace) -> None:
+    names: list[str | None] = (
+        [None, *CATALOGUE] if not args.only else [None if n == "none" else n for n in args.only.split(",")]
+    )
+    hook = _Hook()
+    with tempfile.TemporaryDirectory(prefix="sightglass-bench-") as tmps:
+        tmp = Path(tmps)
+        am_proc, am_url = _start_alertmanager(tmp, hook.url)
+        print(json.dumps({"shape": {"nodes": 8, "gpus": 64, "minutes": args.minutes, "fault_at_min": 10,
+                                    "classes": len(names), "alertmanager": am_url is not None, "rca": not args.no_rca}}))  # fmt: skip
+        rows = []
+        try:
+            for n in names:
+                row = _one_class(n, args, hook, am_url, tmp)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            if am_proc is not None:
+                am_proc.terminate()
+                am_proc.wait(10)
+            hook.close()
+    rated = [r for r in rows if r["fault"] != "(none)"]
+    summary = {
+        "classes": len(rated),
+        "detected": sum(1 for r in rated if r.get("detected")),
+        "one_incident_during_fault": sum(1 for r in rated if r.get("incidents_during_fault") == 1),
+        "cause_right": sum(1 for r in rated if r.get("cause_right")),
+        "rca_top_right": sum(1 for r in rated if r.get("rca_top_right")),
+        "alertmanager_accepted": sum(1 for r in rated if r.get("alertmanager_accepted")),
+        "baseline_incidents_without_fault": next((r["incidents_total"] for r in rows if r["fault"] == "(none)"), None),
+        "median_detection_delay_s": sorted(r["detection_delay_s"] for r in rated if r.get("detected"))[
+            len([r for r in rated if r.get("detected")]) // 2] if any(r.get("detected") for r in rated) else None,
+    }  # fmt: skip
+    print(json.dumps({"summary": summary}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cost")
+    c.add_argument("--nodes", type=int, default=1000)
+    c.add_argument("--minutes", type=float, default=6.0)
+    c.add_argument("--replay-minutes", type=int, default=2)
+    f = sub.add_parser("faults")
+    f.add_argument("--minutes", type=int, default=30)
+    f.add_argument("--seed", type=int, default=11)
+    f.add_argument("--only", default="")
+    f.add_argument("--no-rca", action="store_true")
+    args = ap.parse_args()
+    cost(args) if args.cmd == "cost" else faults(args)
+
+
+if __name__ == "__main__":
+    main()
