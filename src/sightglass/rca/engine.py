@@ -535,6 +535,8 @@ class _Ctx:
                 with contextlib.suppress(TypeError, ValueError):
                     c.xids.add(int(attrs["xid"]))
             c.event_kinds.add(ev.kind)
+            if ev.kind == "config.change":
+                c.event_kinds.add(f"config.change:{attrs.get('setting', '')}")
             c.event_score += w
             c.events.append(
                 EventEvidence(ev.ts_ms, ev.kind, dict(ev.entity), attrs, ev.severity, "events", _event_query(ev))
@@ -624,7 +626,8 @@ class _Ctx:
             if nics:
                 anom = sorted(self.c[m].cause_anomaly for m in nics if self.c[m].cause_anomaly >= ANOMALOUS)
                 n.net = len(anom) / len(nics) * anom[len(anom) // 2] if anom else 0.0
-            self._rollup(n, [m for m in gpus + nics if m in self.c])
+            self._rollup(n, [m for m in gpus if m in self.c])
+            self._rollup(n, nics)
         sw = sorted((c for c in self.c.values() if c.kind == "switch"), key=lambda c: c.id)
         tier = {}
         for c in sw:
@@ -639,7 +642,8 @@ class _Ctx:
                 leaves = [m for m in topo.related(s.id, "switch-links-switch", outgoing=False, at_ms=at) if m in self.c]
                 self._rollup(s, leaves, score=lambda m: m.rollup)
         for j in [c for c in self.c.values() if c.kind == "job"]:
-            self._rollup(j, [m for m in topo.related(j.id, "job-on-node", at_ms=self.t_on) if m in self.c], effect_only=True)
+            gpus = [m for m in topo.related(j.id, "job-uses-gpu", at_ms=self.t_on) if m in self.c]
+            self._rollup(j, gpus, effect_only=True)
 
     def _compare(self, group: str, members: list[str]) -> None:
         if len(members) < 3:
@@ -687,7 +691,7 @@ class _Ctx:
             return
         scores = sorted(val(m) for m in anomalous)
         c.rollup += f * scores[len(scores) // 2] * (0.5 if effect_only else 1.0)
-        c.members = sorted(m.id for m in anomalous)
+        c.members = sorted(set(c.members) | {m.id for m in anomalous})
         for m in anomalous:
             if c.id not in m.outlier_in:
                 m.demote *= 1.0 - 0.6 * f
@@ -708,6 +712,11 @@ class _Ctx:
     def rank(self, sym: list[str], sym_onset: int | None, top: int) -> list[Cause]:
         sym_deps = {s: set(self.topo.depends_on(s, self.at, max_depth=MAX_DEPTH)) | set(self.topo.depends_on(s, self.t_on, max_depth=MAX_DEPTH)) | {s} for s in sym}
         scored: list[tuple[float, str, _Cand]] = []
+        for s in sym:
+            # nothing below it changed: the symptom's own entity is the remaining suspect
+            c0 = self.cand(s)
+            if c0 is not None and c0.anomaly < 1.0:
+                c0.own = max(c0.own, 1.0)
         for c in self.c.values():
             if c.id in self.fold:
                 continue
@@ -862,9 +871,14 @@ def _peer_query(metric: str, group: str, topo: Topology, members: list[str]) -> 
     if e.kind == "job" and metric.startswith("training_"):
         return _selector(metric, {"slurm_job_id": e.labels.get("slurm_job_id", group[4:])})
     if e.kind == "job":
-        hosts = sorted({h for m in members if (h := (topo.entity(m).labels if topo.entity(m) else {}).get("Hostname"))})
+        hosts = sorted({h for m in members if (h := _label(topo, m, "Hostname"))})
         return f'{metric}{{Hostname=~"{"|".join(re.escape(h) for h in hosts)}"}}' if hosts else metric
     return metric
+
+
+def _label(topo: Topology, eid: str, label: str) -> str | None:
+    e = topo.entity(eid)
+    return e.labels.get(label) if e is not None else None
 
 
 def _summary(c: Cause) -> str:

@@ -195,15 +195,20 @@ def hypothesis(
             return "power_brake"
         return "silent_data_corruption" if "training_loss" in metrics else "unknown"
     if kind == "node":
-        if "config.change" in events or "DCGM_FI_DEV_POWER_MGMT_LIMIT" in metrics or "SW_POWER_CAP" in reasons:
+        settings = " ".join(e for e in events if e.startswith("config.change:"))
+        if "node.oom_kill" in events:
+            return "host_oom"
+        if "driver" in settings or "config.label" in events:
+            return "driver_drift"
+        if "power" in settings:
             return "power_cap"
         if "HW_POWER_BRAKE" in reasons:
             return "power_brake"
-        if "CLOCKS_SETTING" in reasons or "config.label" in events:
+        if "CLOCKS_SETTING" in reasons:
             return "driver_drift"
-        if "node.oom_kill" in events or _any(
-            metrics, "node_memory_MemAvailable", "node_vmstat_oom_kill", "node_pressure_memory"
-        ):
+        if "DCGM_FI_DEV_POWER_MGMT_LIMIT" in metrics or "SW_POWER_CAP" in reasons:
+            return "power_cap"
+        if _any(metrics, "node_memory_MemAvailable", "node_vmstat_oom_kill", "node_pressure_memory"):
             return "host_oom"
         if _any(metrics, "node_cpu_seconds_total", "node_pressure_cpu", "node_load1"):
             return "cpu_starvation"
@@ -225,10 +230,12 @@ def hypothesis(
     if kind == "pipeline":
         return "pipeline_stall"
     if kind in ("service", "model", "pod"):
-        if "k8s.deploy" in events or "config.label" in events or "vllm:inter_token_latency_seconds:mean" in metrics:
+        if "k8s.deploy" in events or "config.label" in events:
             return "bad_deploy"
         if _any(metrics, "vllm:kv_cache_usage_perc", "vllm:num_preemptions", "vllm:prompt_tokens"):
             return "kv_cache_pressure"
+        if "vllm:inter_token_latency_seconds:mean" in metrics:
+            return "bad_deploy"
         return "unknown"
     if kind == "job":
         if "training_loss" in metrics and not _any(metrics, "training_steps_total"):
