@@ -10,6 +10,7 @@ dcgm-exporter emitted for the same readings.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -313,3 +314,32 @@ def test_bad_xml_is_refused(xml: str) -> None:
     with pytest.raises(Exception) as e:
         SmiXmlBackend(xml)
     assert type(e.value).__name__ in ("ValueError", "ParseError")
+
+
+def test_a_restarted_agent_still_misses_a_gpu(tmp_path: Path) -> None:
+    inv = tmp_path / "gpu-inventory.json"
+    b = SmiXmlBackend.from_file(FIXTURES / "a100-sxm4-v12.xml", replicate=4)
+    GpuCollector(b, "node-a", inventory_path=inv).collect(Collection(1_000))
+    b.lost.add(2)  # falls off the bus while the agent is down
+    after = GpuCollector(b, "node-a", inventory_path=inv)
+    col = Collection(2_000)
+    after.collect(col)
+    assert [(e.kind, e.entity["gpu"]) for e in col.events] == [("gpu.missing", "2")]
+    assert _one(col, "sightglass_gpu_expected") == 4 and _one(col, "sightglass_gpu_present") == 3
+    inv.write_text("{not json")
+    GpuCollector(b, "node-a", inventory_path=inv).collect(Collection(3_000))  # a damaged file is not fatal
+
+
+def test_nvidia_devices_on_the_pci_bus(tmp_path: Path) -> None:
+    for name, vendor, cls in (
+        ("0000:17:00.0", "0x10de", "0x030200"),
+        ("0000:18:00.0", "0x10de", "0x068000"),
+        ("0000:19:00.0", "0x15b3", "0x020700"),
+        ("0000:1a:00.0", "0x10de", "0x030000"),
+    ):
+        d = tmp_path / "bus/pci/devices" / name
+        d.mkdir(parents=True)
+        (d / "vendor").write_text(vendor + "\n")
+        (d / "class").write_text(cls + "\n")
+    _, col = _collect(SmiXmlBackend.from_file(FIXTURES / "tesla-t4.xml"), sysfs=tmp_path)
+    assert _one(col, "sightglass_gpu_pci_devices") == 2  # the NVSwitch (0x0680) and the NIC do not count

@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sightglass.agent.collection import Collection
@@ -130,6 +132,10 @@ class GpuCollector:
     process_labels: ProcessLabels | None = None
     process_env: Callable[[int], Mapping[str, str]] | None = None
     config_every_ms: int = 300_000
+    inventory_path: Path | None = None
+    """Where the GPUs ever seen on this node are remembered, so a restarted agent still misses one."""
+    sysfs: Path | None = None
+    """When set, NVIDIA display/3D controllers on the PCI bus are counted (``sightglass_gpu_pci_devices``)."""
     name: str = "gpu"
     known: dict[str, _Known] = field(default_factory=dict)
     _nvlink_prev: dict[tuple[str, int], tuple[int, int, int]] = field(default_factory=dict)
@@ -139,6 +145,46 @@ class GpuCollector:
     _checked_ts: dict[str, int] = field(default_factory=dict)
     _index_of: dict[str, int] = field(default_factory=dict)
     last_processes: dict[str, list[GpuProcess]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.inventory_path is None:
+            return
+        try:
+            saved = json.loads(self.inventory_path.read_text())
+            for g in saved.get("gpus", []):
+                info = GpuInfo(
+                    int(g["index"]),
+                    str(g["uuid"]),
+                    str(g.get("name", "")),
+                    str(g.get("pci_bus_id", "")),
+                    g.get("minor_number"),
+                )
+                self.known[info.uuid] = _Known(info)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # no (or a damaged) inventory: start from what NVML shows
+
+    def _save_inventory(self) -> None:
+        if self.inventory_path is None:
+            return
+        doc = {
+            "gpus": [
+                {
+                    "index": k.info.index,
+                    "uuid": k.info.uuid,
+                    "name": k.info.name,
+                    "pci_bus_id": k.info.pci_bus_id,
+                    "minor_number": k.info.minor_number,
+                }
+                for k in self.known.values()
+            ]
+        }
+        try:
+            self.inventory_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.inventory_path.with_name(self.inventory_path.name + ".tmp")
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, self.inventory_path)
+        except OSError as e:
+            log.warning("cannot save the GPU inventory to %s: %s", self.inventory_path, e)
 
     def gpu_id(self, index: int) -> str:
         """Topology id of the GPU with this NVML index / minor number (``gpu:<UUID>`` once seen)."""
@@ -381,6 +427,7 @@ class GpuCollector:
             i = self._index_of[uuid]
             if k is None:
                 self.known[uuid] = _Known(self.backend.info(i), True, now)
+                self._save_inventory()
             elif not k.up:
                 k.up, k.since_ms = True, now
                 out.events.append(
@@ -422,6 +469,13 @@ class GpuCollector:
                 1 if k.up else 0,
                 help="1 while the GPU answers NVML; 0 once it stopped answering (e.g. fell off the bus).",
             )
+        if self.sysfs is not None:
+            out.add(
+                "sightglass_gpu_pci_devices",
+                host,
+                count_nvidia_pci(self.sysfs),
+                help="NVIDIA GPUs the kernel sees on the PCI bus (a GPU NVML lost may still be here, or gone).",
+            )
         expected = self.expected_gpus if self.expected_gpus is not None else len(self.known)
         out.add(
             "sightglass_gpu_expected",
@@ -460,6 +514,25 @@ class GpuCollector:
             )
 
 
+def count_nvidia_pci(sysfs: Path) -> int:
+    """PCI functions with vendor 0x10de and class 0x0300/0x0302 (VGA / 3D controller) under ``sysfs``."""
+    n = 0
+    try:
+        devices = list((sysfs / "bus" / "pci" / "devices").iterdir())
+    except OSError:
+        return 0
+    for d in devices:
+        try:
+            if (d / "vendor").read_text().strip() == "0x10de" and (d / "class").read_text().strip()[:6] in (
+                "0x0300",
+                "0x0302",
+            ):
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
 def open_gpu_collector(
     config: AgentConfig, backend: GpuBackend | None = None
 ) -> tuple[GpuCollector | None, str]:
@@ -483,6 +556,8 @@ def open_gpu_collector(
             process_labels=attr.labels,
             process_env=attr.nccl_env,
             config_every_ms=_ms(config.config_every),
+            inventory_path=Path(config.spool_dir) / "gpu-inventory.json",
+            sysfs=Path(config.sysfs),
         ),
         "",
     )
