@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import socket
 import statistics
@@ -77,7 +78,10 @@ def main() -> int:
     ap.add_argument("--data", help="existing store (skips the simulation)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--pages", default="all", help="comma list of paths, or all")
-    ap.add_argument("--analytics", action="store_true", help="keep the server's analytics loop on")
+    ap.add_argument(
+        "--background", action="store_true", help="keep the server's analytics, cost and alerting loops on"
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the simulated store (reuse it with --data)")
     a = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -86,9 +90,14 @@ def main() -> int:
     if not a.data:
         print(f"simulating {a.nodes} nodes x {a.duration} into {data} ...", flush=True)
         print(f"  simulate + ingest: {_simulate(data, a.nodes, a.duration):.1f} s")
+    from sightglass.store.duckdb import DuckDBStore
+
+    with DuckDBStore(str(data)) as st:  # the newest sample: pages are opened "as of" it
+        at = st.newest_ms / 1000
     port = _free_port()
     conf = Path(tmp) / "sightglass.toml"
-    conf.write_text(f"[analytics]\nenabled = {'true' if a.analytics else 'false'}\n")
+    on = "true" if a.background else "false"
+    conf.write_text(f"[analytics]\nenabled = {on}\n[cost]\nenabled = {on}\n[alerting]\nenabled = {on}\n")
     server = subprocess.Popen(
         [sys.executable, "-m", "sightglass.cli", "up", "--data", str(data), "--listen", f"127.0.0.1:{port}",
          "--config", str(conf)],
@@ -105,10 +114,9 @@ def main() -> int:
                     raise SystemExit("server did not start") from None
                 time.sleep(0.5)
         _, stats = _get(base + "/-/stats")
-        _, q = _get(base + "/api/v1/query?query=max(timestamp(DCGM_FI_DEV_GPU_UTIL))")
-        at = float(q["data"]["result"][0]["value"][1])
         shape = {k: stats["data"].get(k) for k in ("series", "head_samples", "compacted_samples")}
         print(f"data: {a.nodes} nodes, {shape}, newest sample {time.strftime('%H:%M:%S', time.gmtime(at))}Z")
+        print(f"server: sightglass up, background loops {'on' if a.background else 'off (--background)'}")
         twin_cold: list[float] = []
         twin_warm: list[float] = []
         for i in range(a.rounds):
@@ -147,6 +155,10 @@ def main() -> int:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
+        if a.keep or a.data:
+            print(f"store kept: {data}" if not a.data else "")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

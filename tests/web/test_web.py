@@ -16,7 +16,7 @@ from sightglass.server import build_app
 from sightglass.simulate.fast import run_ingest
 from sightglass.store.duckdb import DuckDBStore
 from sightglass.web.fleet import decode_reasons
-from sightglass.web.routes import PAGES
+from sightglass.web.routes import PAGES, _Shared
 
 TWINS = ("overview", "topology", "heatmap", "inference", "training", "pipelines", "network",
          "cost", "incidents", "drift")  # fmt: skip
@@ -92,14 +92,15 @@ def test_overview_counts_busy_idle_throttled_failed_and_tokens(store: DuckDBStor
     # reports); node-02's GPU went quiet 3 minutes ago (failed: not reporting)
     assert d["gpus"] == {"total": 6, "busy": 3, "idle": 1, "idle_held": None, "throttled": 1, "failed": 2}
     assert abs(d["fleet_sm_active"] - (0.6 * 3 + 0.01 * 2) / 5) < 1e-9  # every GPU that reports
-    assert d["power_watts"] == 2500.0
     assert abs(d["tokens_per_second"] - 100.0) < 1e-9
     failed = {(g["node"], g["gpu"]): g["failed_reasons"] for g in d["failed_gpus"]}
     assert failed[("node-01", "4")][0].startswith("XID 79") and failed[("node-02", "0")] == ["not reporting"]
     assert {n["node"]: n["health"] for n in d["nodes"]} == {"node-01": "failed", "node-02": "failed"}
     assert d["events"][0]["kind"] == "gpu.xid" and d["events"][0]["severity"] == "critical"
-    # features this server lacks are null (the page shows "—"), and say so
-    assert d["cost_per_hour_usd"] is None and d["open_incidents"] is None and d["predictability"] is None
+    # no cost or predictability series yet: null (the page shows "—"); incidents: 0 where the alerting
+    # feature is on this server (none open), null where it is not
+    assert d["cost_per_hour_usd"] is None and d["predictability"] is None
+    assert d["open_incidents"] == (0 if d["features"]["incidents"] else None)
 
 
 def test_missing_signals_are_missing_not_zero(store: DuckDBStore) -> None:
@@ -110,7 +111,7 @@ def test_missing_signals_are_missing_not_zero(store: DuckDBStore) -> None:
     d = {name: r.json()["data"] for name, r in zip(TWINS, responses, strict=True)}
     o = d["overview"]
     assert o["gpus"]["total"] == 0 and o["fleet_sm_active"] is None and o["tokens_per_second"] is None
-    assert o["power_watts"] is None and o["nodes"] == []
+    assert o["cost_per_hour_usd"] is None and o["predictability"] is None and o["nodes"] == []
     assert (
         d["inference"]["models"] == [] and d["training"]["jobs"] == [] and d["pipelines"]["pipelines"] == []
     )
@@ -216,3 +217,24 @@ def test_static_files_do_not_escape_their_folder(store: DuckDBStore, tmp_path: P
 def test_throttle_reason_decoding() -> None:
     assert decode_reasons(0x1) == ["gpu_idle"]
     assert decode_reasons(0x4 | 0x80) == ["sw_power_cap", "hw_power_brake_slowdown"]
+
+
+def test_shared_answers_one_computation_and_serves_stale_while_refreshing() -> None:
+    calls: list[int] = []
+
+    async def compute() -> int:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return len(calls)
+
+    async def go() -> list[int]:
+        shared = _Shared(ttl_s=0.1, stale_s=10.0)
+        first = await asyncio.gather(*(shared.get("k", compute) for _ in range(5)))
+        assert calls == [1]  # five viewers, one computation
+        await asyncio.sleep(0.15)  # past the TTL: the old answer at once, a new one computed behind
+        stale = await shared.get("k", compute)
+        await asyncio.sleep(0.1)
+        fresh = await shared.get("k", compute)
+        return [*first, stale, fresh]
+
+    assert asyncio.run(go()) == [1, 1, 1, 1, 1, 1, 2]

@@ -23,10 +23,10 @@ def heatmap(ctx: Any, w: Window, metric: str) -> dict[str, Any]:
         raise APIError(f'invalid parameter "metric": {metric!r}; one of {", ".join(METRICS)}')
     q = Queries(ctx, w)
     fleet = Fleet(q)
-    fleet.read(metric)
-    if metric != "util_percent":
-        fleet.read("util_percent")  # so a GPU missing this metric still has its cell
-    fleet.read_state(idle_held=True)
+    primary = fleet.read_primary()  # every GPU has its cell, even one missing this metric
+    if metric not in primary:
+        fleet.read(metric)
+    fleet.read_state()
     gpus = fleet.sorted()
     vals = [v for g in gpus if (v := g.values.get(metric)) is not None]
     fixed = METRICS[metric][2]
@@ -58,8 +58,7 @@ def heatmap(ctx: Any, w: Window, metric: str) -> dict[str, Any]:
 def topology_map(ctx: Any, w: Window, topo: Topology) -> dict[str, Any]:
     q = Queries(ctx, w)
     fleet = Fleet(q)
-    fleet.read("sm_active")
-    fleet.read("util_percent")
+    fleet.read_primary()
     fleet.read_state()
     rack_of: dict[str, str] = {}
     node_gpus: dict[str, list[str]] = {}
@@ -85,6 +84,7 @@ def topology_map(ctx: Any, w: Window, topo: Topology) -> dict[str, Any]:
                 "entity": by_key.get((g.node, g.gpu), g.entity_id()),
                 "health": g.health,
                 "sm_active": g.values.get("sm_active"),
+                "util_percent": g.values.get("util_percent"),
                 "failed_reasons": g.failed,
             }
             for g in gpus

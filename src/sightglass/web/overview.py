@@ -3,8 +3,9 @@
 GPU counts (total = busy + idle + failed; idle-held and throttled are among the busy/idle ones; see
 :mod:`sightglass.web.fleet`),
 fleet SM activity, power, tokens/s, one cell per node (its worst GPU state and mean SM activity),
-recent events; cost per hour, open incidents and predictability come from their features' APIs and
-are ``null`` where this server has none. Its cost is a handful of instant queries, whatever the range.
+recent events; cost per hour (``sightglass_gpu_cost_dollars_total``, written by the cost loop),
+predictability (``sightglass_fleet_predictable_ratio``, the analytics loop) and open incidents (the
+alerting API) are ``null`` where this server has none. Its cost is a handful of instant queries, whatever the range.
 """
 
 from __future__ import annotations
@@ -21,22 +22,32 @@ from sightglass.web.query import Queries, Window
 HEALTH_ORDER = ("failed", "throttled", "idle_held", "idle", "busy")
 
 
+def _sm(g: Gpu) -> float | None:
+    sm, util = g.values.get("sm_active"), g.values.get("util_percent")
+    return sm if sm is not None else (util / 100 if util is not None else None)
+
+
 def _node_rows(gpus: list[Gpu]) -> list[dict[str, Any]]:
     nodes: dict[str, list[Gpu]] = {}
     for g in gpus:
         nodes.setdefault(g.node, []).append(g)
     rows = []
     for node, gs in sorted(nodes.items()):
-        sm = [v for g in gs if (v := g.values.get("sm_active")) is not None]
-        states = {g.health for g in gs}
+        sm = [v for g in gs if (v := _sm(g)) is not None]
+        counts: dict[str, int] = {}
+        busy = 0
+        for g in gs:
+            h = g.health
+            counts[h] = counts.get(h, 0) + 1
+            busy += h == "busy" or (h in ("throttled", "idle_held") and g.busy)
         rows.append(
             {
                 "node": node,
                 "gpus": len(gs),
-                "busy": sum(g.busy for g in gs),
-                "sm_active": fmean(sm) if sm else None,
-                "health": next(h for h in HEALTH_ORDER if h in states),
-                "counts": {h: sum(g.health == h for g in gs) for h in HEALTH_ORDER if h in states},
+                "busy": busy,
+                "sm_active": sum(sm) / len(sm) if sm else None,
+                "health": next(h for h in HEALTH_ORDER if h in counts),
+                "counts": {h: counts[h] for h in HEALTH_ORDER if h in counts},
             }
         )
     return rows
@@ -45,14 +56,14 @@ def _node_rows(gpus: list[Gpu]) -> list[dict[str, Any]]:
 def build(ctx: Any, w: Window) -> dict[str, Any]:
     q = Queries(ctx, w)
     fleet = Fleet(q)
-    for m in ("sm_active", "util_percent", "power_watts"):
-        fleet.read(m)
+    fleet.read_primary()  # one per-GPU reading: SM activity (utilisation where profiling is off)
     fleet.read_state()
     gpus = fleet.sorted()
     reporting = [g for g in gpus if g.reporting]
     healthy = [g for g in reporting if not g.failed]  # total = busy + idle + failed
-    sm = [v for g in reporting if (v := g.values.get("sm_active")) is not None]
-    watts = [v for g in reporting if (v := g.values.get("power_watts")) is not None]
+    sm = [v for g in reporting if (v := _sm(g)) is not None]
+    cost_h = q.scalar("sum(rate(sightglass_gpu_cost_dollars_total[30m])) * 3600")
+    pred = q.scalar("max(last_over_time(sightglass_fleet_predictable_ratio[1h]))")
     events = [
         {
             "ts_ms": e.ts_ms,
@@ -74,12 +85,18 @@ def build(ctx: Any, w: Window) -> dict[str, Any]:
             "failed": sum(bool(g.failed) for g in gpus),
         },
         "fleet_sm_active": fmean(sm) if sm else None,
-        "power_watts": sum(watts) if watts else None,
         "tokens_per_second": q.scalar("sum(rate(vllm:generation_tokens_total[1m]))"),
         "requests_per_second": q.scalar("sum(rate(vllm:request_success_total[1m]))"),
         "training_jobs": q.scalar(
             "count(count by (slurm_job_id) (last_over_time(training_steps_total[5m])))"
         ),
+        # the cost and analytics loops write these series (docs/cost.md, docs/analytics.md)
+        "cost_per_hour_usd": cost_h,
+        "idle_held_cost_per_hour_usd": q.scalar(
+            'sum(rate(sightglass_gpu_cost_dollars_total{category="idle_held"}[30m])) * 3600'
+        ),
+        "predictability": pred,
+        "features": {"cost": cost_h is not None, "predictability": pred is not None},
         "nodes": _node_rows(gpus),
         "failed_gpus": [g.to_dict(()) for g in gpus if g.failed][:50],
         "events": list(reversed(events)),
@@ -87,32 +104,12 @@ def build(ctx: Any, w: Window) -> dict[str, Any]:
     }
 
 
-def _first_number(data: Any, *keys: str) -> float | None:
-    if isinstance(data, dict):
-        for k in keys:
-            v = data.get(k)
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                return float(v)
-    return None
-
-
 async def add_features(request: Request, out: dict[str, Any], w: Window) -> dict[str, Any]:
-    """Cost per hour, open incidents, predictability: ``null`` (shown "—") where the feature is absent."""
-    t = str(w.at_ms / 1000)
-    cost = await features.get(request, "/api/v1/cost/summary", {"time": t})
-    out["cost_per_hour_usd"] = _first_number(
-        cost["data"], "usd_per_hour", "cost_per_hour_usd", "per_hour_usd"
-    )
+    """Open incidents from the alerting API: ``null`` (shown "—") where this server has none."""
     inc = await features.get(request, "/api/v1/incidents", {"state": "open"})
     data = inc["data"]
     if isinstance(data, dict):
         data = data.get("incidents", data.get("result"))
     out["open_incidents"] = len(data) if isinstance(data, list) else None
-    pred = await features.get(request, "/api/v1/predictability", {"time": t})
-    out["predictability"] = _first_number(pred["data"], "score", "predictability", "fleet")
-    out["features"] = {
-        "cost": cost["available"],
-        "incidents": inc["available"],
-        "predictability": pred["available"],
-    }
+    out["features"]["incidents"] = inc["available"]
     return out

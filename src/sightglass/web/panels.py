@@ -7,6 +7,7 @@ available on this server" instead of failing.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -17,29 +18,41 @@ from sightglass.web.query import Window
 # page -> parts: name -> (path, extra params); "time"/"start"/"end" are added from the window
 PARTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
     "cost": {
-        "summary": ("/api/v1/cost/summary", {}),
-        "by_team": ("/api/v1/cost/teams", {}),
-        "by_model": ("/api/v1/cost/models", {}),
-        "idle": ("/api/v1/cost/idle", {}),
+        "report": ("/api/v1/cost/report", {"by": "team"}),
+        "tokens": ("/api/v1/cost/tokens", {}),
+        "training": ("/api/v1/cost/training", {}),
+        "idle": ("/api/v1/cost/idle", {"top": "10"}),
     },
     "incidents": {
         "incidents": ("/api/v1/incidents", {}),
         "alerts": ("/api/v1/alerts", {}),
-        "anomalies": ("/api/v1/anomalies", {}),
+        "anomalies": ("/api/v1/anomalies", {"limit": "200"}),
     },
     "drift": {
-        "drift": ("/api/v1/drift", {}),
+        "drift": ("/api/v1/drift", {"limit": "500"}),
         "predictability": ("/api/v1/predictability", {}),
     },
 }
+# what a page may pass through to its parts (validated by the feature itself)
+PASS_THROUGH = {"cost": {"report": ("by", "mode")}}
 
 
 async def gather(request: Request, page: str, w: Window) -> dict[str, Any]:
     times = {"time": str(w.at_ms / 1000), "start": str(w.start_ms / 1000), "end": str(w.at_ms / 1000)}
-    out: dict[str, Any] = {"window": w.to_dict()}
-    for name, (path, params) in PARTS[page].items():
-        out[name] = {"path": path, **await features.get(request, path, {**times, **params})}
-    out["available"] = any(v["available"] for k, v in out.items() if k != "window")
+    names = list(PARTS[page])
+
+    async def one(name: str) -> dict[str, Any]:
+        path, params = PARTS[page][name]
+        extra = {
+            k: request.query_params[k]
+            for k in PASS_THROUGH.get(page, {}).get(name, ())
+            if request.query_params.get(k)
+        }
+        return {"path": path, **await features.get(request, path, {**times, **params, **extra})}
+
+    results = await asyncio.gather(*(one(n) for n in names))
+    out: dict[str, Any] = {"window": w.to_dict(), **dict(zip(names, results, strict=True))}
+    out["available"] = any(r["available"] for r in results)
     return out
 
 

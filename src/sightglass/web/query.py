@@ -80,6 +80,7 @@ class Queries:
 
     def __init__(self, ctx: Any, w: Window) -> None:
         self.engine = ctx.engine
+        self.store = ctx.store
         self.w = w
         self.ran: list[str] = []
 

@@ -22,7 +22,6 @@ from starlette.staticfiles import StaticFiles
 from sightglass.api.envelope import APIError, error, success
 from sightglass.topology.graph import Topology
 from sightglass.web import layers, maps, overview, panels
-from sightglass.web.fleet import decode_reasons
 from sightglass.web.query import Window, parse_window
 
 STATIC = Path(__file__).parent / "static"
@@ -32,41 +31,47 @@ PAGES = (
 )  # fmt: skip
 MAX_RCA_BODY = 64 * 1024
 OVERVIEW_TTL_S = 4.0  # viewers polling "now" within this share one computation
+OVERVIEW_STALE_S = 30.0  # ... and up to this old, get it at once while a fresh one is computed
 
 
 class _Shared:
-    """One computation per key at a time, reused for ``ttl_s``: N viewers polling cost one query set."""
+    """One computation per key at a time, reused for ``ttl_s``: N viewers polling cost one query set.
 
-    def __init__(self, ttl_s: float, size: int = 16) -> None:
-        self.ttl_s, self.size = ttl_s, size
+    An answer older than ``ttl_s`` but younger than ``stale_s`` is still served at once while a fresh
+    one is computed in the background (stale-while-revalidate), so a polling page never waits; the
+    answer carries its own ``window.at_ms``, which the page shows.
+    """
+
+    def __init__(self, ttl_s: float, stale_s: float, size: int = 16) -> None:
+        self.ttl_s, self.stale_s, self.size = ttl_s, stale_s, size
         self.done: dict[Any, tuple[float, Any]] = {}
-        self.running: dict[Any, asyncio.Future[Any]] = {}
+        self.running: dict[Any, asyncio.Task[Any]] = {}
 
-    async def get(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> Any:
-        now = time.monotonic()
-        hit = self.done.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
-        if key in self.running:
-            return await asyncio.shield(self.running[key])
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.running[key] = fut
+    async def _compute(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> Any:
         try:
             value = await compute()
-        except BaseException as e:
-            fut.set_exception(e)
-            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise
         finally:
             self.running.pop(key, None)
-        fut.set_result(value)
         self.done[key] = (time.monotonic(), value)
         while len(self.done) > self.size:
             self.done.pop(next(iter(self.done)))
         return value
 
+    async def get(self, key: Any, compute: Callable[[], Awaitable[Any]]) -> Any:
+        hit = self.done.get(key)
+        age = time.monotonic() - hit[0] if hit is not None else None
+        task = self.running.get(key)
+        if hit is not None and age is not None and age < self.ttl_s:
+            return hit[1]
+        if task is None:
+            task = self.running[key] = asyncio.ensure_future(self._compute(key, compute))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+        if hit is not None and age is not None and age < self.stale_s:
+            return hit[1]
+        return await asyncio.shield(task)
 
-__all__ = ["PAGES", "decode_reasons", "make_routes"]
+
+__all__ = ["PAGES", "make_routes"]
 
 
 async def _topology(ctx: Any) -> Topology:
@@ -102,7 +107,7 @@ def make_routes(ctx: Any) -> list[BaseRoute]:
 
         return run
 
-    shared = _Shared(OVERVIEW_TTL_S)
+    shared = _Shared(OVERVIEW_TTL_S, OVERVIEW_STALE_S)
 
     async def overview_twin(request: Request, w: Window) -> Any:
         async def compute() -> Any:
