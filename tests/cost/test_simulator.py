@@ -180,3 +180,31 @@ def test_roi_against_the_benchmark_cloud_price(sim_factory: SimFactory) -> None:
     assert abs(Fraction(roi["benchmark_for_used_gpu_hours_usd"]) - want) < Fraction(1, 10**6)
     assert roi["paying_off"] == (want >= Fraction(roi["fleet_usd"]))
     assert roi["gpu_models_without_benchmark"] == []
+
+
+def test_ground_truth_holds_when_a_gpu_falls_off_the_bus(sim_faulty: SimFactory) -> None:
+    """XID 79: the GPU's series stop but it is still paid for; its job fails at the watchdog. The
+    report still equals the simulator's allocations x prices, and the failed job's lost work shows."""
+    f = sim_faulty
+    truth, fleet = _truth(f)
+    failed = [r for r in f.sim.job_records if r["state"] == "FAILED" and r["end"] > f.start_ms]
+    assert failed, "the fault should have failed a job"
+    with DuckDBStore(f.data, read_only=True) as store:
+        an = CostAnalysis.run(store, f.start_ms, f.end_ms, prices=_sheet_from_factory(f.sim.factory.prices))
+        from sightglass.cost.training import job_costs
+
+        jobs = {j.job: j for j in job_costs(an.ledger, store, an.inputs.allocations, an.inputs.topology)}
+    an.ledger.check()
+    assert len(an.ledger.gpu_totals) == f.sim.factory.n_gpus  # the lost GPU is still in the fleet
+    rep = an.report("workload")
+    got = {r["key"]: r["cost_micro_usd"] for r in rep["rows"]}
+    unalloc = got.pop("(unallocated)")
+    assert set(got) == set(truth)
+    for wid, exact in truth.items():
+        assert abs(got[wid] - exact) <= 32, wid
+    assert abs(rep["totals"]["fleet_micro_usd"] - fleet) <= 32
+    assert abs(unalloc - (fleet - sum(truth.values()))) <= 32
+    j = jobs[f"job:{failed[0]['job_id']}"]
+    assert j.state == "FAILED" and j.stalled_fraction > 0 and j.lost_ms > 0
+    d = j.to_dict()
+    assert float(d["wasted_usd"]) > 0 and d["goodput_ratio"] < 1

@@ -188,7 +188,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow([report["by"], *cols[1:], "cost_micro_usd"])
         for r in report["rows"]:
-            w.writerow([r[c] for c in cols] + [r["cost_micro_usd"]])
+            w.writerow([_cell(r[c]) for c in cols] + [r["cost_micro_usd"]])
         t = report["totals"]
         w.writerow(
             [
@@ -208,6 +208,21 @@ def render(report: dict[str, Any], fmt: str) -> str:
     if fmt == "html":
         return _html(report)
     return _table(report)
+
+
+def _cell(v: Any) -> Any:
+    """A label value cannot become a spreadsheet formula (CSV injection): prefix ``= + - @`` text."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(v):
+        return "'" + v
+    return v
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 def _table(report: dict[str, Any]) -> str:

@@ -1,0 +1,68 @@
+"""Reports: roll-ups, formats, and hostile label values (HTML, CSV, terminal)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from sightglass.cost.ledger import Allocation, Gpu, Ledger, Workload, build_ledger
+from sightglass.cost.prices import PriceSheet
+from sightglass.cost.report import DIMENSIONS, render, report_dict, rollup
+
+T0 = 1_767_225_600_000
+HOUR = 3_600_000
+SHEET = PriceSheet.from_dict(
+    {"version": [{"effective": "2020-01-01", "gpu": {"H100": {"on_demand_usd_per_gpu_hour": "2"}}}]}
+)
+EVIL = Workload(
+    "pod:ns/<script>alert(1)</script>",
+    "pod",
+    team='=HYPERLINK("http://x")',
+    project="<b>p</b>",
+    model="m\nodel",
+    name="<img src=x onerror=alert(1)>",
+)
+
+
+def _ledger() -> Ledger:
+    fleet = [
+        Gpu("gpu:0", "node:n<1>", "NVIDIA H100 80GB HBM3"),
+        Gpu("gpu:1", "node:n2", "NVIDIA H100 80GB HBM3"),
+    ]
+    allocs = [
+        Allocation(EVIL, "gpu:0", T0, T0 + HOUR),
+        Allocation(Workload("job:9", "job", team="ml", project="train"), "gpu:1", T0, T0 + HOUR // 2),
+    ]
+    return build_ledger(fleet, allocs, SHEET, T0, T0 + HOUR)
+
+
+def test_every_dimension_reconciles() -> None:
+    led = _ledger()
+    for by in DIMENSIONS:
+        rep = report_dict(led, by)
+        assert rep["reconciliation"]["exact"], by
+        assert sum(r["cost_micro_usd"] for r in rep["rows"]) == 4_000_000
+    rows = {r.key: r.total_micro for r in rollup(led, "job")}
+    assert rows == {"job:9": 1_000_000, "(pods)": 2_000_000, "(unallocated)": 1_000_000}
+    with pytest.raises(ValueError, match="cannot group by"):
+        rollup(led, "colour")
+    with pytest.raises(ValueError, match="unknown format"):
+        render(report_dict(led, "team"), "xlsx")
+
+
+def test_hostile_labels_are_escaped() -> None:
+    led = _ledger()
+    html = render(report_dict(led, "workload"), "html")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    html = render(report_dict(led, "node"), "html")
+    assert "n&lt;1&gt;" in html
+    text = render(report_dict(led, "team"), "csv")
+    cells = [row[0] for row in csv.reader(io.StringIO(text))]
+    assert '\'=HYPERLINK("http://x")' in cells  # no formula for a spreadsheet to run
+    js = json.loads(render(report_dict(led, "model"), "json"))
+    assert {r["key"] for r in js["rows"]} == {"m\nodel", "(none)", "(unallocated)"}
+    table = render(report_dict(led, "project"), "table")
+    assert "<b>p</b>" in table and "reconciles exactly" in table
