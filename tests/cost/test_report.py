@@ -66,3 +66,11 @@ def test_hostile_labels_are_escaped() -> None:
     assert {r["key"] for r in js["rows"]} == {"m\nodel", "(none)", "(unallocated)"}
     table = render(report_dict(led, "project"), "table")
     assert "<b>p</b>" in table and "reconciles exactly" in table
+
+
+def test_public_names() -> None:
+    import sightglass.cost as cost
+
+    assert sorted(cost.__all__) == cost.__all__
+    for name in cost.__all__:
+        assert getattr(cost, name) is not None
