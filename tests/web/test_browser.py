@@ -53,7 +53,11 @@ PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "/ui/pipelines": ("#pipes tbody tr", ("freshness", "tokenize-web")),
     "/ui/network": ("#ports tbody tr", ("mlx5_0", "NFS", "leaf-01")),
     "/ui/cost": ("#parts section", ("Cost by team", "Cost per token", "Idle GPU money")),
-    "/ui/incidents": ("#parts section", ("Incidents", "Anomalies", "Explain a symptom")),
+    # a deep link to an explanation runs the RCA and shows its evidence chain
+    '/ui/incidents?symptom=DCGM_FI_DEV_GPU_UTIL{Hostname="node-01"}': (
+        "#rca .chain",
+        ("Incidents", "Anomalies", "Explain a symptom", "#1"),
+    ),
     "/ui/drift": ("#parts section", ("Configuration drift", "predictability")),
     "/ui/explore?q=avg(DCGM_FI_DEV_GPU_UTIL)": ("#chart path", ("1 series",)),
     "/ui/entity?id=node:node-01": ("#neigh tbody tr", ("gpu-in-node", "DCGM_FI_DEV_GPU_UTIL")),
@@ -115,7 +119,7 @@ def _loaded(page: Any, selector: str) -> None:
     )
     err = page.inner_text("#error")
     assert err == "", err
-    page.wait_for_selector(selector, timeout=10_000)
+    page.wait_for_selector(selector, timeout=30_000)
 
 
 def _shot(page: Any, name: str, out_dir: Path) -> None:

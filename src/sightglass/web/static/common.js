@@ -127,7 +127,7 @@ const SG = (() => {
     const X = t => L + (t - t0) / (t1 - t0) * (W - L - R), Y = v => T + (hi - v) / (hi - lo) * (H - T - B);
     let out = `<line class="axis" x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}"/>`;
     for (let i = 0; i <= 4; i++) { const v = lo + (hi - lo) * i / 4; out += `<line class="grid" x1="${L}" x2="${W - R}" y1="${Y(v)}" y2="${Y(v)}"/><text x="${L - 6}" y="${Y(v) + 4}" text-anchor="end">${f(v)}</text>`; }
-    for (let i = 0; i <= 4; i++) { const t = t0 + (t1 - t0) * i / 4; out += `<text x="${X(t)}" y="${H - 6}" text-anchor="middle">${new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}</text>`; }
+    for (let i = 0; i <= 4; i++) { const t = t0 + (t1 - t0) * i / 4; out += `<text x="${X(t)}" y="${H - 6}" text-anchor="${i === 0 ? "start" : i === 4 ? "end" : "middle"}">${new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}</text>`; }
     const gap = opts.gap || 3 * (lines[0] && lines[0].points.length > 1 ? lines[0].points[1][0] - lines[0].points[0][0] : 60);
     lines.slice(0, 40).forEach((s, i) => {
       let d = "", prev = null;
