@@ -176,3 +176,51 @@ def test_no_sample_lost_across_a_server_kill_and_restart(tmp_path: Path) -> None
     finally:
         store.close()
     assert json.dumps(asm.pusher.stats.by_status if asm.pusher else {})
+
+
+def test_the_daemon_from_the_cli_pushes_to_a_real_server(tmp_path: Path) -> None:
+    """``sightglass agent --server`` as a user runs it: it re-executes as ``python -m sightglass.agent``,
+    pushes, and on SIGTERM sends what is left and exits 0."""
+    data, port = tmp_path / "data", _free_port()
+    server = _start(data, port)
+    spool = tmp_path / "spool"
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sightglass.cli",
+            "agent",
+            "--server",
+            f"http://127.0.0.1:{port}",
+            "--interval",
+            "0.3s",
+            "--spool-dir",
+            str(spool),
+            "--sysfs",
+            str(FIXTURES / "sysfs"),
+            "--hostname",
+            "cli-node",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/query"
+        deadline, found = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not found:
+            time.sleep(0.3)
+            r = httpx.get(url, params={"query": 'node_infiniband_info{instance="cli-node"}'}, timeout=10)
+            found = r.json()["data"]["result"] if r.status_code == 200 else []
+        assert {x["metric"]["device"] for x in found} == {"i40iw0", "mlx4_0"}
+        cmdline = Path(f"/proc/{agent.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"sightglass.agent" in cmdline  # the lean process, not the whole CLI
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+        err = agent.stderr.read().decode() if agent.stderr else ""
+        assert "gpu: no NVIDIA GPU collection on this host: " in err  # one line, and the rest went on
+        assert not list(spool.glob("*.rw"))
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)

@@ -59,3 +59,40 @@ def test_bad_arguments(tmp_path: Path) -> None:
         Spool(tmp_path, 0)
     with pytest.raises(ValueError, match="kind"):
         Spool(tmp_path, 1 << 20).append(b"x", "exe")
+
+
+def test_an_unwritable_spool_costs_the_cycle_not_the_agent(tmp_path: Path) -> None:
+    from sightglass.agent.collection import Collection
+    from sightglass.agent.config import AgentConfig
+    from sightglass.agent.runner import Agent, SpoolSink
+
+    class _One:
+        name = "one"
+
+        def collect(self, out: Collection) -> None:
+            out.add("x", {}, 1.0)
+
+    s = Spool(tmp_path / "spool", 1 << 20)
+    agent = Agent(AgentConfig(hostname="n"), [_One()], SpoolSink(s), spool=s)
+    agent.step()
+    assert len(s) == 1
+    real_append = s.append
+
+    def full(payload: bytes, kind: str, samples: int = 0) -> None:
+        raise OSError(28, "No space left on device")
+
+    s.append = full  # type: ignore[method-assign]
+    try:
+        agent.step()
+        agent.step()
+    finally:
+        s.append = real_append  # type: ignore[method-assign]
+    assert agent.lost_cycles == 2
+    col = agent.step()
+    assert len(s) == 2
+    lost = [
+        v
+        for k, v in zip(col.keys, col.values, strict=True)
+        if k.metric == "sightglass_agent_lost_cycles_total"
+    ]
+    assert lost == [2.0]

@@ -187,7 +187,11 @@ class Pusher:
     def _run(self) -> None:
         backoff = self.min_backoff_s
         while not self._stop.is_set():
-            self.drain()
+            try:
+                self.drain()
+            except Exception as e:  # never let the sender die: log, back off, try again
+                log.exception("push loop error")
+                self._failed(f"{type(e).__name__}: {e}")
             if len(self.spool) and not self._stop.is_set():
                 self._stop.wait(backoff)  # the server is down or slow: wait, then retry the oldest
                 backoff = min(backoff * 2, self.max_backoff_s)

@@ -81,6 +81,7 @@ class Agent:
         self._said: dict[str, str] = {}
         self._keys: dict[Any, Any] = {}
         self.cycles = 0
+        self.lost_cycles = 0
 
     def collect_once(self) -> Collection:
         col = Collection(self.clock_ms(), key_cache=self._keys)
@@ -143,6 +144,13 @@ class Agent:
                 type=C,
                 help="Samples the server rejected as invalid (not retried).",
             )
+        col.add(
+            "sightglass_agent_lost_cycles_total",
+            self.base,
+            self.lost_cycles,
+            type=C,
+            help="Cycles whose samples could not be spooled (disk full or unwritable).",
+        )
         if self.push_stats is not None:
             col.add(
                 "sightglass_agent_push_failures_total",
@@ -156,7 +164,16 @@ class Agent:
         col = self.collect_once()
         if self.on_collection:
             self.on_collection(col)
-        self.sink.publish(col)
+        try:
+            self.sink.publish(col)
+        except OSError as e:  # the spool's disk is full or gone: say so, keep collecting
+            why = f"{type(e).__name__}: {e}"
+            if self._said.get("__sink__") != why:
+                log.error("cannot store this cycle's %d samples: %s", len(col), why)
+                self._said["__sink__"] = why
+            self.lost_cycles += 1
+        else:
+            self._said.pop("__sink__", None)
         return col
 
     def run(self, stop: threading.Event, *, max_cycles: int | None = None) -> None:

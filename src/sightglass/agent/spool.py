@@ -96,11 +96,16 @@ class Spool:
             seq = self._last_seq
             path = self.dir / f"{seq:020d}-{samples}.{kind}"
             tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(payload)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                self._last_seq -= 1
+                raise
             item = SpoolItem(path, seq, samples, kind, len(payload))
             self._items.append(item)
             total = sum(i.size for i in self._items)
