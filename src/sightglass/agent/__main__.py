@@ -1,4 +1,4 @@
-"""``python -m sightglass.agent`` (also ``sightglass-agent``): the agent without the rest of the CLI.
+"""``python -m sightglass.agent``: the agent without the rest of the CLI.
 
 ``sightglass agent`` works too, but the full CLI imports every feature's commands (the store, the
 analytics...) before it runs one; the node daemon should not carry them. This entry point imports
@@ -22,7 +22,7 @@ agent_cli = _root.commands["agent"]
 
 
 def main() -> None:
-    agent_cli(prog_name="sightglass-agent")
+    agent_cli(prog_name="python -m sightglass.agent")
 
 
 if __name__ == "__main__":
