@@ -74,3 +74,17 @@ def test_public_names() -> None:
     assert sorted(cost.__all__) == cost.__all__
     for name in cost.__all__:
         assert getattr(cost, name) is not None
+
+
+def test_chargeback_recovers_the_fleet_cost_exactly() -> None:
+    led = _ledger()
+    rep = report_dict(led, "team", mode="chargeback")
+    charges = {r["key"]: r["charge_micro_usd"] for r in rep["rows"]}
+    # $1 unallocated is billed in proportion to what each team held ($2 and $1)
+    assert charges == {'=HYPERLINK("http://x")': 2_666_667, "ml": 1_333_333, "(unallocated)": 0}
+    assert sum(charges.values()) == led.fleet_micro and rep["reconciliation"]["exact"]
+    assert "CHARGE $" in render(rep, "table") and "charge_usd" in render(rep, "csv").splitlines()[0]
+    show = report_dict(led, "team")
+    assert all("charge_usd" not in r for r in show["rows"])
+    with pytest.raises(ValueError, match="showback or chargeback"):
+        report_dict(led, "team", mode="invoice")

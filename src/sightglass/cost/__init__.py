@@ -1,9 +1,9 @@
 """GPU cost, utilisation accounting, cost per token, chargeback (docs/cost.md).
 
-    from sightglass.cost import CostAnalysis, PriceSheet
-    an = CostAnalysis.run(store, start_ms, end_ms, prices=PriceSheet.load("prices.toml"))
-    an.ledger.check()                    # Σ lines = fleet cost, to the micro-dollar
-    an.report("team")                    # the JSON the API returns
+from sightglass.cost import CostAnalysis, PriceSheet
+an = CostAnalysis.run(store, start_ms, end_ms, prices=PriceSheet.load("prices.toml"))
+an.ledger.check()                    # Σ lines = fleet cost, to the micro-dollar
+an.report("team")                    # the JSON the API returns
 """
 
 from sightglass.cost.analysis import CostAnalysis

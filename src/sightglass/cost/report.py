@@ -123,18 +123,27 @@ def rollup(ledger: Ledger, by: str) -> list[Row]:
 def report_dict(
     ledger: Ledger, by: str, *, prices_source: str = "", mode: str = "showback"
 ) -> dict[str, Any]:
-    """The report as JSON-able data (the API returns it as is)."""
+    """The report as JSON-able data (the API returns it as is).
+
+    ``chargeback`` adds each row's bill, ``charge_usd``: what it held (used + idle-held) plus its share
+    of the unallocated capacity, in proportion to what it held (largest remainder, so the bills add up
+    to the fleet cost exactly). ``showback`` leaves unallocated capacity as its own row."""
+    if mode not in ("showback", "chargeback"):
+        raise ValueError(f"mode is showback or chargeback, not {mode!r}")
     rows = rollup(ledger, by)
     cats = ledger.category_micro()
     fleet = ledger.fleet_micro
     total_rows = sum(r.total_micro for r in rows)
     fleet_hours = sum(float(ln.gpu_ms) for ln in ledger.lines) / MS_PER_HOUR
+    out_rows = [r.to_dict() for r in rows]
+    if mode == "chargeback":
+        _charge(out_rows)
     return {
         "window": {"start": format_ts(ledger.start_ms), "end": format_ts(ledger.end_ms)},
         "by": by,
         "mode": mode,
         "price_sheet": prices_source,
-        "rows": [r.to_dict() for r in rows],
+        "rows": out_rows,
         "totals": {
             "fleet_usd": _usd(fleet),
             "fleet_micro_usd": fleet,
@@ -150,10 +159,29 @@ def report_dict(
             "rows_micro_usd": total_rows,
             "used_plus_idle_plus_unallocated_micro_usd": cats[USED] + cats[IDLE_HELD] + cats[UNALLOCATED],
             "fleet_micro_usd": fleet,
-            "exact": total_rows == fleet == cats[USED] + cats[IDLE_HELD] + cats[UNALLOCATED],
+            "exact": total_rows == fleet == cats[USED] + cats[IDLE_HELD] + cats[UNALLOCATED]
+            and (mode != "chargeback" or sum(r["charge_micro_usd"] for r in out_rows) == fleet),
         },
         "warnings": list(ledger.warnings),
     }
+
+
+def _charge(rows: list[dict[str, Any]]) -> None:
+    pool = sum(r["cost_micro_usd"] for r in rows if r["key"] == UNALLOCATED_KEY)
+    held = [r for r in rows if r["key"] != UNALLOCATED_KEY]
+    base = sum(r["cost_micro_usd"] for r in held)
+    shares = [Fraction(pool * r["cost_micro_usd"], base) if base else Fraction(0) for r in held]
+    floors = [int(x) for x in shares]
+    left = (pool - sum(floors)) if base else 0
+    order = sorted(range(len(held)), key=lambda i: (-(shares[i] - floors[i]), i))
+    for k, i in enumerate(order):
+        extra = floors[i] + (1 if k < left else 0)
+        held[i]["charge_micro_usd"] = held[i]["cost_micro_usd"] + extra
+        held[i]["charge_usd"] = _usd(held[i]["charge_micro_usd"])
+    for r in rows:
+        if r["key"] == UNALLOCATED_KEY:
+            r["charge_micro_usd"] = 0 if base else r["cost_micro_usd"]
+            r["charge_usd"] = _usd(r["charge_micro_usd"])
 
 
 _COLUMNS = (
@@ -169,6 +197,10 @@ _COLUMNS = (
 )
 
 
+def _cols(report: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return _COLUMNS + ((("charge_usd", "CHARGE $"),) if report.get("mode") == "chargeback" else ())
+
+
 def _money(s: str) -> str:
     whole, _, frac = s.partition(".")
     if not frac:
@@ -182,7 +214,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "json":
         return json.dumps(report, indent=1, sort_keys=True)
-    cols = [c for c, _ in _COLUMNS]
+    cols = [c for c, _ in _cols(report)]
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -190,20 +222,20 @@ def render(report: dict[str, Any], fmt: str) -> str:
         for r in report["rows"]:
             w.writerow([_cell(r[c]) for c in cols] + [r["cost_micro_usd"]])
         t = report["totals"]
-        w.writerow(
-            [
-                "(fleet)",
-                t["fleet_usd"],
-                t["used_usd"],
-                t["idle_held_usd"],
-                t["unallocated_usd"],
-                t["gpu_hours"],
-                t["energy_kwh"],
-                t["co2e_kg"],
-                "",
-                t["fleet_micro_usd"],
-            ]
-        )
+        fleet_row = [
+            "(fleet)",
+            t["fleet_usd"],
+            t["used_usd"],
+            t["idle_held_usd"],
+            t["unallocated_usd"],
+            t["gpu_hours"],
+            t["energy_kwh"],
+            t["co2e_kg"],
+            "",
+        ]
+        if report["mode"] == "chargeback":
+            fleet_row.append(t["fleet_usd"])
+        w.writerow([*fleet_row, t["fleet_micro_usd"]])
         return buf.getvalue()
     if fmt == "html":
         return _html(report)
@@ -233,13 +265,14 @@ def _table(report: dict[str, Any]) -> str:
     rec = report["reconciliation"]
     title = f"GPU cost by {report['by']}, {w['start']} → {w['end']}"
     table = Table(title=title, caption=_caption(report, rec))
-    for c, head in _COLUMNS:
+    cols = _cols(report)
+    for c, head in cols:
         table.add_column(
             head if c != "key" else report["by"].upper(),
             justify="left" if c in ("key", "confidence") else "right",
         )
     for r in report["rows"]:
-        table.add_row(*[_money(r[c]) if c.endswith("_usd") else str(r[c]) for c, _ in _COLUMNS])
+        table.add_row(*[_money(r[c]) if c.endswith("_usd") else str(r[c]) for c, _ in cols])
     t = report["totals"]
     table.add_section()
     table.add_row(
@@ -252,6 +285,7 @@ def _table(report: dict[str, Any]) -> str:
         str(t["energy_kwh"]),
         str(t["co2e_kg"]),
         "",
+        *([_money(t["fleet_usd"])] if len(cols) > len(_COLUMNS) else []),
     )
     buf = io.StringIO()
     Console(file=buf, width=160, force_terminal=False, color_system=None).print(table)
@@ -274,9 +308,10 @@ def _caption(report: dict[str, Any], rec: dict[str, Any]) -> str:
 def _html(report: dict[str, Any]) -> str:
     e = html.escape
     w = report["window"]
-    head = "".join(f"<th>{e(h)}</th>" for _, h in _COLUMNS)
+    cols = _cols(report)
+    head = "".join(f"<th>{e(h)}</th>" for _, h in cols)
     body = "".join(
-        "<tr>" + "".join(f"<td>{e(str(r[c]))}</td>" for c, _ in _COLUMNS) + "</tr>" for r in report["rows"]
+        "<tr>" + "".join(f"<td>{e(str(r[c]))}</td>" for c, _ in cols) + "</tr>" for r in report["rows"]
     )
     t = report["totals"]
     foot = (
