@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
+from click.testing import CliRunner
 from cost_helpers import SimFactory
 
+from sightglass.cli import cli
 from sightglass.timeutil import format_ts
 
 
@@ -71,6 +73,15 @@ def test_sightglass_up_serves_cost(sim_factory: SimFactory, tmp_path: Path) -> N
         assert q["status"] == "success" and float(q["data"]["result"][0]["value"][1]) > 0
         days = httpx.get(f"{url}/api/v1/cost/daily", timeout=30).json()["data"]
         assert days and days[0]["day"] == "2026-11-16"
+        # the CLI on the same data directory asks the server (its DuckDB file is locked)
+        win = ["--start", w["start"], "--end", w["end"]]
+        res = CliRunner().invoke(cli, ["cost", "report", "--data", str(data), *win, "--format", "json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["totals"] == r.json()["data"]["totals"]
+        res = CliRunner().invoke(cli, ["cost", "tokens", "--data", str(data), *win, "--format", "json"])
+        assert res.exit_code == 0 and json.loads(res.stdout)
+        res = CliRunner().invoke(cli, ["cost", "report", "--data", str(data), *win, "--prices", str(cfg)])
+        assert res.exit_code != 0 and "drop --prices" in res.output
     finally:
         proc.terminate()
         proc.wait(timeout=30)

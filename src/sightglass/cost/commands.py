@@ -88,6 +88,37 @@ def _analysis(
         store.close()
 
 
+def _server(data: str, prices_path: str | None) -> str | None:
+    """The running ``sightglass up`` over ``data`` (its DuckDB file is then locked), if any."""
+    from sightglass.server import running_server_url
+
+    url = running_server_url(data) if Path(data).exists() else None
+    if url and prices_path:
+        raise click.ClickException(
+            f"a server ({url}) holds {data} and prices with its own [cost] price_sheet: "
+            "drop --prices, or stop the server to use another sheet"
+        )
+    return url
+
+
+def _remote(url: str, path: str, params: dict[str, Any]) -> Any:
+    """One cost endpoint of the running server; its errors become CLI errors."""
+    import httpx
+
+    from sightglass.timeutil import format_ts
+
+    a, b = _window(params.pop("start"), params.pop("end"))
+    q = {"start": format_ts(a), "end": format_ts(b), **params}
+    try:
+        r = httpx.get(url.rstrip("/") + path, params=q, timeout=600)
+        body = r.json()
+    except (httpx.HTTPError, ValueError) as e:
+        raise click.ClickException(f"cannot ask the server at {url}: {e}") from None
+    if body.get("status") != "success":
+        raise click.ClickException(str(body.get("error", body)))
+    return body["data"]
+
+
 def _emit(text: str, output: str | None) -> None:
     if output:
         Path(output).write_text(text)
@@ -127,8 +158,13 @@ def report(
     """Cost by team, project, model, job or node; reconciles to the fleet cost exactly."""
     from sightglass.cost.report import render
 
-    with _analysis(data, start, end, prices_path, config_path) as an:
-        rep = an.report(by, mode="chargeback" if chargeback else "showback")
+    mode = "chargeback" if chargeback else "showback"
+    url = _server(data, prices_path)
+    if url:
+        rep = _remote(url, "/api/v1/cost/report", {"start": start, "end": end, "by": by, "mode": mode})
+    else:
+        with _analysis(data, start, end, prices_path, config_path) as an:
+            rep = an.report(by, mode=mode)
     for w in rep["warnings"]:
         click.echo(f"warning: {w}", err=True)
     _emit(render(rep, fmt), output)
@@ -163,11 +199,15 @@ def tokens(
     """Self-hosted cost per 1M input/output tokens per model (or service), and tokens per kWh."""
     from sightglass.cost.tokens import model_costs, service_costs, token_counts
 
-    with _analysis(data, start, end, prices_path, config_path) as an:
-        a, b = an.ledger.start_ms, an.ledger.end_ms
-        counts = token_counts(an.inputs_store, a, b, by_host=by == "service")
-        fn = service_costs if by == "service" else model_costs
-        rows = [m.to_dict() for m in fn(an.ledger, counts, an.config.output_token_weight)]
+    url = _server(data, prices_path)
+    if url:
+        rows = _remote(url, "/api/v1/cost/tokens", {"start": start, "end": end, "by": by})
+    else:
+        with _analysis(data, start, end, prices_path, config_path) as an:
+            a, b = an.ledger.start_ms, an.ledger.end_ms
+            counts = token_counts(an.inputs_store, a, b, by_host=by == "service")
+            fn = service_costs if by == "service" else model_costs
+            rows = [m.to_dict() for m in fn(an.ledger, counts, an.config.output_token_weight)]
     if fmt == "json":
         _echo_json(rows)
         return
@@ -198,15 +238,19 @@ def training(
     """Cost per training step and per run, with what failures and stalls wasted."""
     from sightglass.cost.training import job_costs, run_costs
 
-    with _analysis(data, start, end, prices_path, config_path) as an:
-        jobs = job_costs(
-            an.ledger,
-            an.inputs_store,
-            an.inputs.allocations,
-            an.inputs.topology,
-            checkpoint_interval_ms=an.config.ms("checkpoint_interval"),
-        )
-    out = {"jobs": [j.to_dict() for j in jobs], "runs": run_costs(jobs)}
+    url = _server(data, prices_path)
+    if url:
+        out = _remote(url, "/api/v1/cost/training", {"start": start, "end": end})
+    else:
+        with _analysis(data, start, end, prices_path, config_path) as an:
+            jobs = job_costs(
+                an.ledger,
+                an.inputs_store,
+                an.inputs.allocations,
+                an.inputs.topology,
+                checkpoint_interval_ms=an.config.ms("checkpoint_interval"),
+            )
+        out = {"jobs": [j.to_dict() for j in jobs], "runs": run_costs(jobs)}
     if fmt == "json":
         _echo_json(out)
         return
@@ -235,8 +279,12 @@ def idle(
     """Top idle-held spenders with the action to take, and the GPUs consolidation would free."""
     from sightglass.cost.insights import idle_insights
 
-    with _analysis(data, start, end, prices_path, config_path) as an:
-        out = idle_insights(an.ledger, an.inputs, top=top)
+    url = _server(data, prices_path)
+    if url:
+        out = _remote(url, "/api/v1/cost/idle", {"start": start, "end": end, "top": top})
+    else:
+        with _analysis(data, start, end, prices_path, config_path) as an:
+            out = idle_insights(an.ledger, an.inputs, top=top)
     if fmt == "json":
         _echo_json(out)
         return
