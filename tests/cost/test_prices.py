@@ -146,7 +146,7 @@ def test_files_missing_oversized_or_binary(tmp_path: Path) -> None:
         PriceSheet.load(tmp_path)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.text(max_size=400))
 def test_hostile_text_only_ever_raises_price_sheet_error(text: str) -> None:
     with contextlib.suppress(PriceSheetError):
@@ -161,7 +161,7 @@ _tree = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     st.fixed_dictionaries(
         {
