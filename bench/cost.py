@@ -65,10 +65,13 @@ def main() -> None:
             timings[name] = round(time.perf_counter() - t0, 3)
             return r
 
-        usage, step = timed("read_usage_s", read_usage, store, a, b, retire_after_ms=3_600_000)
+        evidence: dict[Any, Any] = {}
+        usage, step = timed(
+            "read_usage_s", read_usage, store, a, b, retire_after_ms=3_600_000, evidence=evidence
+        )
         fleet = fleet_of(usage, a, b, 3_600_000)
         topo = timed("topology_s", TopologyBuilder().update, store)
-        allocs = timed("attribution_s", allocations_from_topology, topo, store, a, b, step)
+        allocs = timed("attribution_s", allocations_from_topology, topo, store, a, b, step, evidence)
         idle, src = timed("idle_held_s", idle_intervals, store, usage, a, b, step)
         inputs = Inputs(a, b, step, fleet, usage, allocs, idle, src, topo)
         led = timed("ledger_s", build_ledger, fleet, allocs, sheet, a, b, idle=idle, energy=inputs.energy)

@@ -160,3 +160,22 @@ def test_a_gpu_that_stopped_reporting_still_costs_until_retired(tmp_path: Path) 
     # 40 minutes at $7/h each, GPU-G unallocated (nobody holds a GPU that is gone)
     assert an.ledger.gpu_totals == {"gpu:GPU-G": 4_666_667, "gpu:GPU-H": 4_666_667}
     assert set(later.ledger.gpu_totals) == {"gpu:GPU-H"}
+
+
+def test_a_pod_is_not_charged_for_a_gap_in_its_samples(tmp_path: Path) -> None:
+    """Pod x holds GPU-P for minutes 0-20 and 40-60: the topology's relation spans the hour, the
+    samples say when it really was there."""
+    lab = _gpu("GPU-P", "h7", "0", pod="x", namespace="ml")
+    free = _gpu("GPU-P", "h7", "0")
+    rows = [
+        ("DCGM_FI_PROF_SM_ACTIVE", lab if (t - T0) < 20 * 60_000 or (t - T0) >= 40 * 60_000 else free, t, 0.5)
+        for t in range(T0, T0 + HOUR, STEP)
+    ]
+    with DuckDBStore(tmp_path / "data", options=StoreOptions(compact_every_s=3600)) as store:
+        store.append(SampleBatch.from_rows(rows))
+        an = CostAnalysis.run(store, T0, T0 + HOUR, prices=SHEET)
+    an.ledger.check()
+    pod = sum(ln.micro for ln in an.ledger.lines if ln.workload and ln.workload.id == "pod:ml/x")
+    held_s = 20 * 60 + 20 * 60  # both runs, each sample standing for the 10 s after it
+    assert abs(pod - 7_000_000 * held_s / 3600) <= 1
+    assert an.ledger.gpu_totals == {"gpu:GPU-P": 7_000_000}

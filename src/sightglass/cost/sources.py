@@ -27,6 +27,7 @@ from sightglass.analytics.kpi import KpiConfig
 from sightglass.cost.ledger import Allocation, Gpu, Workload
 from sightglass.model import Matcher
 from sightglass.topology.graph import Topology
+from sightglass.topology.infer import pod_of
 
 SM = "DCGM_FI_PROF_SM_ACTIVE"
 UTIL = "DCGM_FI_DEV_GPU_UTIL"
@@ -110,10 +111,14 @@ def _reset_free(values: np.ndarray) -> np.ndarray:
 NEAR_MS = 120_000  # samples read before the window (interpolation, scrape intervals up to 2 min)
 
 
+Evidence = dict[tuple[str, str], list[np.ndarray]]  # (GPU or MIG id, holder id) -> sample instants
+
+
 def read_usage(
-    store: Any, start_ms: int, end_ms: int, *, retire_after_ms: int
+    store: Any, start_ms: int, end_ms: int, *, retire_after_ms: int, evidence: Evidence | None = None
 ) -> tuple[dict[str, GpuUsage], int]:
     """Per GPU: identity, SM activity and energy in the window; and the sampling interval (median).
+    ``evidence`` (when given) collects the instants each pod or ``hpc_job`` was on each GPU / MIG slice.
 
     Only the window (plus ``NEAR_MS``) is read in full; for the ``retire_after`` before it the series
     catalog says which GPUs were reporting (present from the window's start), and only GPUs that
@@ -146,6 +151,13 @@ def read_usage(
         ts, vals = sd.ts_ms[ok], sd.values[ok]
         if sd.key.metric == UTIL:
             vals = vals / 100.0
+        if evidence is not None and len(ts):
+            target = f"mig:{gid[4:]}/{labels['GPU_I_ID']}" if labels.get("GPU_I_ID") else gid
+            pod = pod_of(labels)
+            holders = [f"pod:{pod[0]}/{pod[1]}"] if pod else []
+            holders += [f"job:{j.strip()}" for j in labels.get("hpc_job", "").split(",") if j.strip()]
+            for h in holders:
+                evidence.setdefault((target, h), []).append(ts)
         if labels.get("GPU_I_ID"):
             # a MIG slice: evidence that its parent GPU (the unit of cost) exists, not its activity
             vals = np.full(len(ts), np.nan)
@@ -299,10 +311,28 @@ def _kpi_input(
     return out
 
 
+def held_intervals(samples: list[np.ndarray], step_ms: int) -> list[tuple[int, int]]:
+    """Runs of samples (one missed scrape tolerated) as ``[first, last + step)`` intervals."""
+    ts = np.unique(np.concatenate(samples)) if samples else np.empty(0, dtype=np.int64)
+    if not len(ts):
+        return []
+    breaks = np.flatnonzero(np.diff(ts) > 2 * step_ms)
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [len(ts) - 1]])
+    return [(int(ts[a]), int(ts[b]) + step_ms) for a, b in zip(starts, ends, strict=True)]
+
+
 def allocations_from_topology(
-    topo: Topology, store: Any, start_ms: int, end_ms: int, step_ms: int
+    topo: Topology,
+    store: Any,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    evidence: Evidence | None = None,
 ) -> list[Allocation]:
-    """Who held which GPU when, from the topology's time-bounded relations."""
+    """Who held which GPU when, from the topology's time-bounded relations. Sampled relations (pods,
+    ``hpc_job`` labels) are cut to the runs of samples that showed them in the window (``evidence``),
+    so a pod gone for an hour and back is not charged for the gap."""
     shares = _requested_shares(store, start_ms, end_ms)
     workloads: dict[str, Workload] = {}
     out: list[Allocation] = []
@@ -337,7 +367,11 @@ def allocations_from_topology(
         w = workloads.get(edge.src)
         if w is None:
             w = workloads[edge.src] = describe_workload(topo, edge.src, edge.end_ms)
-        out.append(Allocation(w, gpu, a, b, share, source, conf))
+        spans = [(a, b)]
+        if not edge.exact and evidence is not None and (edge.dst, edge.src) in evidence:
+            spans = held_intervals(evidence[(edge.dst, edge.src)], step_ms)
+        for lo, hi in spans:
+            out.append(Allocation(w, gpu, lo, hi, share, source, conf))
     return out
 
 
@@ -480,10 +514,11 @@ def gather(
     """Everything :func:`~sightglass.cost.ledger.build_ledger` needs for ``[start_ms, end_ms)``."""
     from sightglass.topology.infer import TopologyBuilder
 
-    usage, step = read_usage(store, start_ms, end_ms, retire_after_ms=retire_after_ms)
+    evidence: Evidence = {}
+    usage, step = read_usage(store, start_ms, end_ms, retire_after_ms=retire_after_ms, evidence=evidence)
     fleet = fleet_of(usage, start_ms, end_ms, retire_after_ms)
     topo = topology if topology is not None else TopologyBuilder().update(store)
-    allocs = allocations_from_topology(topo, store, start_ms, end_ms, step)
+    allocs = allocations_from_topology(topo, store, start_ms, end_ms, step, evidence)
     procs, measured = process_allocations(store, start_ms, end_ms, step)
     allocs = apply_measured_shares(allocs + procs, measured)
     allocs.extend(extra_allocations)
