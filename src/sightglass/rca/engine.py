@@ -812,22 +812,29 @@ def _parse_name(name: str) -> tuple[str, dict[str, str]]:
 
 def _recheck(name: str, metric: str) -> str:
     """PromQL showing the signal as it was scored (a rate for counters, a mean for histograms)."""
-    base, labels = _parse_name(name)
+    _base, labels = _parse_name(name)
     drop = _DCGM_VOLATILE if metric.startswith("DCGM_") else ("cpu", "job")
-    labels = {k: v for k, v in labels.items() if k not in drop}
+    inner = ",".join(f'{k}="{_esc(v)}"' for k, v in sorted(labels.items()) if k not in drop)
+    return _query_of(metric, inner)
+
+
+def _query_of(metric: str, inner: str) -> str:
+    """The query for a scored metric with the matchers ``inner`` (``a="b",c=~"d"``)."""
+
+    def sel(m: str) -> str:
+        return f"{m}{{{inner}}}" if inner else m
+
     if metric == "node_mountstats_nfs_operation_latency_seconds:mean":
-        num = _selector("node_mountstats_nfs_operations_response_time_seconds_total", labels)
-        den = _selector("node_mountstats_nfs_operations_requests_total", labels)
+        num, den = sel("node_mountstats_nfs_operations_response_time_seconds_total"), sel("node_mountstats_nfs_operations_requests_total")
         return f"rate({num}[1m]) / rate({den}[1m])"
     if metric.endswith(":mean"):
         b = metric[: -len(":mean")]
-        return f"rate({_selector(b + '_sum', labels)}[1m]) / rate({_selector(b + '_count', labels)}[1m])"
-    sel = _selector(base, labels)
+        return f"rate({sel(b + '_sum')}[1m]) / rate({sel(b + '_count')}[1m])"
     if metric == "node_cpu_seconds_total":
-        return f"sum without (cpu) (rate({sel}[1m]))"
+        return f"sum without (cpu) (rate({sel(metric)}[1m]))"
     if metric.endswith(("_total", "_count")) or metric in knowledge.COUNTER_LIKE or metric == "node_vmstat_oom_kill":
-        return f"rate({sel}[1m])"
-    return sel
+        return f"rate({sel(metric)}[1m])"
+    return sel(metric)
 
 
 _DCGM_VOLATILE = (
@@ -865,15 +872,27 @@ def _event_query(ev: Event) -> str | None:
 def _peer_query(metric: str, group: str, topo: Topology, members: list[str]) -> str:
     e = topo.entity(group)
     if e is None:
-        return metric
+        return _query_of(metric, "")
+    if metric.startswith("training_") and e.kind == "job":
+        return _query_of(metric, f'slurm_job_id="{_esc(e.labels.get("slurm_job_id", group[4:]))}"')
     if e.kind == "node":
-        return _selector(metric, {"Hostname": e.labels.get("Hostname", group[5:])})
-    if e.kind == "job" and metric.startswith("training_"):
-        return _selector(metric, {"slurm_job_id": e.labels.get("slurm_job_id", group[4:])})
-    if e.kind == "job":
-        hosts = sorted({h for m in members if (h := _label(topo, m, "Hostname"))})
-        return f'{metric}{{Hostname=~"{"|".join(re.escape(h) for h in hosts)}"}}' if hosts else metric
-    return metric
+        hosts = [e.labels.get("Hostname", group[5:])]
+    else:
+        hosts = sorted({h for m in members if (h := _label(topo, m, "Hostname") or (m[5:] if m.startswith("node:") else None))})
+    if not hosts:
+        return _query_of(metric, "")
+    alt = _promql_alt(hosts)
+    if metric.startswith("node_"):
+        return _query_of(metric, f'instance=~"({alt})(:[0-9]+)?"')
+    return _query_of(metric, f'Hostname=~"{alt}"')
+
+
+def _promql_alt(values: Iterable[str]) -> str:
+    """An alternation regex inside a PromQL string literal (RE2 specials escaped, then ``\\``)."""
+    specials = set(".^$*+?()[]{}|" + chr(92))
+    bs = chr(92)
+    esc = ["".join(bs + ch if ch in specials else ch for ch in v) for v in sorted(values)]
+    return "|".join(x.replace(bs, bs + bs) for x in esc)
 
 
 def _label(topo: Topology, eid: str, label: str) -> str | None:
