@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import socket
@@ -83,6 +84,7 @@ def main() -> int:
     )
     ap.add_argument("--keep", action="store_true", help="keep the simulated store (reuse it with --data)")
     a = ap.parse_args()
+    import psutil
     from playwright.sync_api import sync_playwright
 
     tmp = tempfile.mkdtemp(prefix="sg-bench-dash-")
@@ -117,16 +119,25 @@ def main() -> int:
         shape = {k: stats["data"].get(k) for k in ("series", "head_samples", "compacted_samples")}
         print(f"data: {a.nodes} nodes, {shape}, newest sample {time.strftime('%H:%M:%S', time.gmtime(at))}Z")
         print(f"server: sightglass up, background loops {'on' if a.background else 'off (--background)'}")
+        print(
+            f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work shares them)"
+        )
         twin_cold: list[float] = []
         twin_warm: list[float] = []
+        twin_cpu: list[float] = []
+        proc = psutil.Process(server.pid)
         for i in range(a.rounds):
+            c0 = proc.cpu_times()
             t, body = _get(f"{base}/api/v1/ui/overview?time={at - i * 10}")
+            c1 = proc.cpu_times()
+            twin_cpu.append(c1.user + c1.system - c0.user - c0.system)
             twin_cold.append(t)
             t2, _ = _get(f"{base}/api/v1/ui/overview?time={at - i * 10}")
             twin_warm.append(t2)
         g = body["data"]["gpus"]
         print(f"overview twin: {g} ; {len(body['data']['nodes'])} node cells")
         print(f"  twin latency cold {_stats(twin_cold)}; warm {_stats(twin_warm)}")
+        print(f"  server CPU per cold answer {_stats(twin_cpu)} (less sensitive to other load than latency)")
         pages = list(PAGES) if a.pages == "all" else a.pages.split(",")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -149,6 +160,7 @@ def main() -> int:
             browser.close()
             if errors:
                 print("page errors:", errors)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -205,7 +205,17 @@ def test_deep_links_range_theme_keyboard_and_click_through(
     page.click("#neigh a[href*='node']")
     page.wait_for_url("**id=node*")
     _loaded(page, "#deps tbody tr")
-    # live: pausing stops polling and is kept in the URL
+    # live: the overview re-polls its twin without a reload; pausing stops it and is kept in the URL
+    page.goto(base_url + "/")
+    _loaded(page, "#nodes a")
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/api/v1/ui/overview" in r.url else None)
+    page.wait_for_timeout(5_600)
+    assert len(polls) >= 1, "the overview did not refresh itself"
     page.click("#live")
     assert "live=0" in page.url and page.get_attribute("#live", "aria-pressed") == "false"
+    page.wait_for_timeout(300)  # a poll already in flight may land
+    seen = len(polls)
+    page.wait_for_timeout(5_600)
+    assert len(polls) == seen, "polling went on while paused"
     assert errors == [], errors

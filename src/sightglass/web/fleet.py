@@ -182,10 +182,15 @@ class Fleet:
             self.read(m, lost=True)
         return metrics
 
-    def read_state(self, *, idle_held: bool = True) -> None:
+    def read_reasons(self) -> dict[GpuKey, Reading]:
+        """The clock-event reasons of every GPU (apply with ``read_state(reasons=...)``)."""
+        return read_gpus(self.q, "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", q_ms(NOW_WINDOW))
+
+    def read_state(self, *, idle_held: bool = True, reasons: dict[GpuKey, Reading] | None = None) -> None:
         """Throttle reasons, critical XIDs and (when present) the idle-held KPI."""
-        now_ms = q_ms(NOW_WINDOW)
-        for key, (v, _, _) in read_gpus(self.q, "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", now_ms).items():
+        if reasons is None:
+            reasons = self.read_reasons()
+        for key, (v, _, _) in reasons.items():
             if key in self.gpus:
                 self.gpus[key].reasons_mask = int(v)
         codes = "|".join(str(x) for x in sorted(CRITICAL_XIDS))

@@ -10,6 +10,7 @@ alerting API) are ``null`` where this server has none. Its cost is a handful of 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from statistics import fmean
 from typing import Any
 
@@ -20,6 +21,14 @@ from sightglass.web.fleet import Fleet, Gpu
 from sightglass.web.query import Queries, Window
 
 HEALTH_ORDER = ("failed", "throttled", "idle_held", "idle", "busy")
+SCALARS = {
+    "tokens_per_second": "sum(rate(vllm:generation_tokens_total[1m]))",
+    "requests_per_second": "sum(rate(vllm:request_success_total[1m]))",
+    "training_jobs": "count(count by (slurm_job_id) (last_over_time(training_steps_total[5m])))",
+    "cost_per_hour_usd": "sum(rate(sightglass_gpu_cost_dollars_total[30m])) * 3600",
+    "idle_held_cost_per_hour_usd": 'sum(rate(sightglass_gpu_cost_dollars_total{category="idle_held"}[30m])) * 3600',
+    "predictability": "max(last_over_time(sightglass_fleet_predictable_ratio[1h]))",
+}
 
 
 def _sm(g: Gpu) -> float | None:
@@ -56,14 +65,19 @@ def _node_rows(gpus: list[Gpu]) -> list[dict[str, Any]]:
 def build(ctx: Any, w: Window) -> dict[str, Any]:
     q = Queries(ctx, w)
     fleet = Fleet(q)
-    fleet.read_primary()  # one per-GPU reading: SM activity (utilisation where profiling is off)
-    fleet.read_state()
+    # the store's reads spend most of their time in DuckDB, outside the GIL: the small aggregates
+    # and the reasons read run beside the main per-GPU read
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        small = {k: pool.submit(q.scalar, promql) for k, promql in SCALARS.items()}
+        reasons = pool.submit(fleet.read_reasons)
+        fleet.read_primary()  # one per-GPU reading: SM activity (utilisation where profiling is off)
+        fleet.read_state(reasons=reasons.result())
+        got = {k: f.result() for k, f in small.items()}
     gpus = fleet.sorted()
     reporting = [g for g in gpus if g.reporting]
     healthy = [g for g in reporting if not g.failed]  # total = busy + idle + failed
     sm = [v for g in reporting if (v := _sm(g)) is not None]
-    cost_h = q.scalar("sum(rate(sightglass_gpu_cost_dollars_total[30m])) * 3600")
-    pred = q.scalar("max(last_over_time(sightglass_fleet_predictable_ratio[1h]))")
+    cost_h, pred = got["cost_per_hour_usd"], got["predictability"]
     events = [
         {
             "ts_ms": e.ts_ms,
@@ -85,16 +99,12 @@ def build(ctx: Any, w: Window) -> dict[str, Any]:
             "failed": sum(bool(g.failed) for g in gpus),
         },
         "fleet_sm_active": fmean(sm) if sm else None,
-        "tokens_per_second": q.scalar("sum(rate(vllm:generation_tokens_total[1m]))"),
-        "requests_per_second": q.scalar("sum(rate(vllm:request_success_total[1m]))"),
-        "training_jobs": q.scalar(
-            "count(count by (slurm_job_id) (last_over_time(training_steps_total[5m])))"
-        ),
+        "tokens_per_second": got["tokens_per_second"],
+        "requests_per_second": got["requests_per_second"],
+        "training_jobs": got["training_jobs"],
         # the cost and analytics loops write these series (docs/cost.md, docs/analytics.md)
         "cost_per_hour_usd": cost_h,
-        "idle_held_cost_per_hour_usd": q.scalar(
-            'sum(rate(sightglass_gpu_cost_dollars_total{category="idle_held"}[30m])) * 3600'
-        ),
+        "idle_held_cost_per_hour_usd": got["idle_held_cost_per_hour_usd"],
         "predictability": pred,
         "features": {"cost": cost_h is not None, "predictability": pred is not None},
         "nodes": _node_rows(gpus),

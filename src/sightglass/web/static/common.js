@@ -181,7 +181,7 @@ const SG = (() => {
   function toggleLive() {
     live = !live; const b = $("live");
     b.textContent = live ? "● live" : "❚❚ paused"; b.setAttribute("aria-pressed", String(live));
-    setParam("live", live ? null : "0"); if (live) refreshNow();
+    setParam("live", live ? null : "0"); if (live) refreshNow(); else clearTimeout(timer);
   }
   let runner = null, timer = null;
   function refreshNow() { if (runner) { clearTimeout(timer); runner(); } }
