@@ -30,8 +30,8 @@ PAGES = (
     "cost", "incidents", "drift", "explore", "entity",
 )  # fmt: skip
 MAX_RCA_BODY = 64 * 1024
-OVERVIEW_TTL_S = 4.0  # viewers polling "now" within this share one computation
-OVERVIEW_STALE_S = 30.0  # ... and up to this old, get it at once while a fresh one is computed
+TWIN_TTL_S = 4.0  # viewers polling "now" within this share one computation
+TWIN_STALE_S = 30.0  # ... and up to this old, get it at once while a fresh one is computed
 
 
 class _Shared:
@@ -91,11 +91,18 @@ def make_routes(ctx: Any) -> list[BaseRoute]:
 
         return handler
 
-    def twin(fn: Callable[[Request, Window], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+    shared = _Shared(TWIN_TTL_S, TWIN_STALE_S, size=64)
+
+    def twin(
+        name: str, fn: Callable[[Request, Window], Awaitable[Any]]
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
             try:
                 w = parse_window(request.query_params)
-                return success(await fn(request, w))
+                # "now" moves: viewers within the TTL share one answer; a fixed time is its own key
+                params = tuple(sorted((k, v) for k, v in request.query_params.items() if k != "time"))
+                when = w.at_ms if "time" in request.query_params else "now"
+                return success(await shared.get((name, when, params), lambda: fn(request, w)))
             except APIError as e:
                 return error(str(e), e.error_type, e.status)
 
@@ -107,16 +114,9 @@ def make_routes(ctx: Any) -> list[BaseRoute]:
 
         return run
 
-    shared = _Shared(OVERVIEW_TTL_S, OVERVIEW_STALE_S)
-
     async def overview_twin(request: Request, w: Window) -> Any:
-        async def compute() -> Any:
-            out = await asyncio.to_thread(overview.build, ctx, w)
-            return await overview.add_features(request, out, w)
-
-        # "now" moves: requests within the TTL share the answer; a fixed time is its own key
-        key = ("now", w.range_ms) if "time" not in request.query_params else (w.at_ms, w.range_ms)
-        return await shared.get(key, compute)
+        out = await asyncio.to_thread(overview.build, ctx, w)
+        return await overview.add_features(request, out, w)
 
     async def heatmap_twin(request: Request, w: Window) -> Any:
         return await asyncio.to_thread(
@@ -167,7 +167,7 @@ def make_routes(ctx: Any) -> list[BaseRoute]:
     }
     routes: list[BaseRoute] = [Route("/", page("overview"))]
     routes += [Route(f"/ui/{name}", page(name)) for name in PAGES]
-    routes += [Route(f"/api/v1/ui/{name}", twin(fn)) for name, fn in twins.items()]
+    routes += [Route(f"/api/v1/ui/{name}", twin(name, fn)) for name, fn in twins.items()]
     routes.append(Route("/api/v1/ui/rca", rca_twin, methods=["POST"]))
     routes.append(Mount("/ui/static", app=StaticFiles(directory=STATIC), name="ui-static"))
     return routes

@@ -48,7 +48,12 @@ const SG = (() => {
     if (body.status !== "success") throw new Error(body.error || ("HTTP " + r.status));
     return body.data;
   }
-  const twin = (page, extra) => api("/api/v1/ui/" + page, { ...windowParams(), ...(extra || {}) });
+  let dataAt = null;  // the instant the last twin answer is about (answers are shared for a few seconds)
+  const twin = async (page, extra) => {
+    const d = await api("/api/v1/ui/" + page, { ...windowParams(), ...(extra || {}) });
+    if (d && d.window) dataAt = d.window.at_ms;
+    return d;
+  };
 
   // ---- formatting: null/undefined/NaN is missing and shows as "—", never 0
   const missing = v => v === null || v === undefined || (typeof v === "number" && Number.isNaN(v));
@@ -191,7 +196,11 @@ const SG = (() => {
     const main = document.querySelector("main"); if (main) main.prepend(el("div", { class: "status" }, status, el("span", { id: "error", role: "alert" })));
     runner = async () => {
       const t0 = performance.now();
-      try { await fn(); $("error").textContent = ""; status.textContent = (param("time") ? "as of " + new Date(Number(param("time")) * 1000).toLocaleString() : "updated " + new Date().toLocaleTimeString()) + ` · ${Math.round(performance.now() - t0)} ms`; }
+      try {
+        dataAt = null; await fn(); $("error").textContent = "";
+        const at = dataAt !== null ? new Date(dataAt) : param("time") ? new Date(Number(param("time")) * 1000) : new Date();
+        status.textContent = (param("time") ? "as of " + at.toLocaleString() : "data as of " + at.toLocaleTimeString()) + ` · ${Math.round(performance.now() - t0)} ms`;
+      }
       catch (e) { $("error").textContent = "Cannot load this page's data: " + e.message; }
       finally { clearTimeout(timer); if (live && !param("time")) timer = setTimeout(runner, ms); }
     };
