@@ -31,6 +31,8 @@ class _Acc:
     used_ms: float = 0.0
     sm_weighted: float = 0.0  # Σ SM-active x used ms
     sm_ms: float = 0.0
+    mem_weighted: float = 0.0  # Σ framebuffer fraction x ms (where measured)
+    mem_ms: float = 0.0
     gpus: int = 0
 
 
@@ -77,10 +79,14 @@ def idle_insights(
         if hi <= lo:
             continue
         sm = inputs.sm_mean(al.gpu, lo, hi)
+        share = float(al.share) if al.share is not None else 1.0
         if sm is not None:
-            share = float(al.share) if al.share is not None else 1.0
             a.sm_weighted += sm * (hi - lo) * share
             a.sm_ms += (hi - lo) * share
+        mem = inputs.memory.get(al.gpu)
+        if mem is not None:
+            a.mem_weighted += mem * (hi - lo) * share
+            a.mem_ms += (hi - lo) * share
     window_ms = ledger.end_ms - ledger.start_ms
     spenders = sorted((a for a in accs.values() if a.idle_micro > 0), key=lambda a: -a.idle_micro)
     rows = []
@@ -104,7 +110,10 @@ def idle_insights(
         a for a in accs.values() if a.sm_ms > 0 and a.used_ms > 0 and a.sm_weighted / a.sm_ms < pack_below
     ]
     held = sum(a.used_ms for a in under) / window_ms
-    needed = sum(a.sm_weighted for a in under) / target_sm / window_ms
+    # packing needs the compute and the memory: at target SM activity, and with 10 % memory headroom
+    compute = sum(a.sm_weighted for a in under) / target_sm / window_ms
+    memory = sum(a.mem_weighted / a.mem_ms * a.used_ms for a in under if a.mem_ms) / 0.9 / window_ms
+    needed = max(compute, memory)
     pack_freed = max(0, math.floor(held - math.ceil(needed))) if under else 0
     pack_micro = sum(a.used_micro for a in under)
     freed = math.floor(idle_gpus) + pack_freed
@@ -118,6 +127,7 @@ def idle_insights(
             "underused_workloads": sorted(a.workload.id for a in under),
             "underused_gpus_held_average": round(held, 3),
             "gpus_needed_if_packed": math.ceil(needed) if under else 0,
+            "packing_bound_by": "memory" if under and memory > compute else "compute",
             "gpus_freed_by_packing_underused": pack_freed,
             "gpus_freed_total": freed,
             "nodes_freed_if_8_gpus": freed // 8,

@@ -63,6 +63,7 @@ class Inputs:
     idle: dict[str, list[tuple[int, int]]]
     idle_source: str
     topology: Topology | None = None
+    memory: dict[str, float] = field(default_factory=dict)  # GPU -> mean framebuffer used / total
 
     def energy(self, gpu: str, a: int, b: int) -> Fraction | None:
         u = self.usage.get(gpu)
@@ -198,6 +199,30 @@ def read_usage(
         u.energy_ts = ts
         u.energy_j = _reset_free(mj) / 1000.0
     return usage, step
+
+
+FB_FREE = "DCGM_FI_DEV_FB_FREE"
+
+
+def memory_fractions(store: Any, start_ms: int, end_ms: int) -> dict[str, float]:
+    """Mean framebuffer used / (used + free) per GPU over the window (MIG slices excluded)."""
+    used: dict[str, list[float]] = {}
+    free: dict[str, list[float]] = {}
+    for sd in store.select([Matcher("__name__", "=~", f"{FB}|{FB_FREE}")], start_ms, end_ms):
+        lab = sd.key.label_dict()
+        ident = _gpu_ident(lab)
+        vals = sd.values[~sd.stale]
+        if ident is None or lab.get("GPU_I_ID") or not len(vals):
+            continue
+        (used if sd.key.metric == FB else free).setdefault(ident[0], []).append(float(np.nanmean(vals)))
+    out = {}
+    for gid, u in used.items():
+        f = free.get(gid)
+        if f:
+            total = max(u) + max(f)
+            if total > 0:
+                out[gid] = min(1.0, max(u) / total)
+    return out
 
 
 def fleet_of(usage: dict[str, GpuUsage], start_ms: int, end_ms: int, retire_after_ms: int) -> list[Gpu]:
@@ -523,4 +548,5 @@ def gather(
     allocs = apply_measured_shares(allocs + procs, measured)
     allocs.extend(extra_allocations)
     idle, src = idle_intervals(store, usage, start_ms, end_ms, step, kpi=KpiConfig(step_ms=step))
-    return Inputs(start_ms, end_ms, step, fleet, usage, allocs, idle, src, topo)
+    memory = memory_fractions(store, start_ms, end_ms)
+    return Inputs(start_ms, end_ms, step, fleet, usage, allocs, idle, src, topo, memory)
