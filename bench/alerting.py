@@ -146,8 +146,9 @@ def _start_alertmanager(tmp: Path, hook: str) -> tuple[subprocess.Popen[bytes] |
     return None, None
 
 
-def _truth_entities(truth: dict[str, Any], inventory: dict[str, Any]) -> set[str]:
-    """Entity ids the fault's root may be called by (the topology's id scheme)."""
+def _truth_entities(truth: dict[str, Any], inventory: dict[str, Any], topo: Any = None) -> set[str]:
+    """Entity ids the fault's root may be called by (the topology's id scheme); a service fault's
+    root is the model's serving service (kube name) as well as the model."""
     m = truth["root"]["match"]
     kind = truth["root"]["kind"]
     out: set[str] = set()
@@ -168,7 +169,10 @@ def _truth_entities(truth: dict[str, Any], inventory: dict[str, Any]) -> set[str
     elif kind == "pipeline":
         out |= {f"pipeline:{m['pipeline']}"}
     elif kind == "service":
-        out |= {f"model:{m.get('model_name')}", f"service:{m.get('model_name')}"}
+        model = f"model:{m.get('model_name')}"
+        out |= {model, f"service:{m.get('model_name')}"}
+        if topo is not None:
+            out |= set(topo.related(model, "model-served-by-service"))
     elif kind == "job":
         out.add(f"job:{m.get('slurm_job_id')}")
     return out
@@ -223,7 +227,7 @@ def _one_class(
             return out
         f0, f1 = truth["start_ms"], truth["end_ms"]
         during = [i for i in incs if f0 <= i.opened_ms <= f1 + 5 * MIN]
-        want = _truth_entities(truth, inv)
+        want = _truth_entities(truth, inv, b.update(store))
         out.update({"truth": sorted(want), "incidents_during_fault": len(during)})
         hit = None
         for i in during:
@@ -269,6 +273,8 @@ def _one_class(
             "alertmanager_accepted": am_ok,
             "rca_note": main.rca_note,
             "anchor": main.anchor,
+            "rca_runs": len(svc.incidents.rca_seconds),
+            "rca_max_s": round(max(svc.incidents.rca_seconds), 2) if svc.incidents.rca_seconds else None,
             "other_incidents": [i.title[:100] for i in during if i is not main],
         })  # fmt: skip
         svc.close()

@@ -185,3 +185,51 @@ def test_real_alertmanager_refuses_a_malformed_alert(alertmanager: Any) -> None:
         assert dl.status == "failed" and dl.http_status == 400 and dl.attempts == 1
     finally:
         d.close()
+
+
+def test_service_sends_one_group_per_incident_and_honours_silences(receiver: Any, tmp_path: Any) -> None:
+    """The whole loop on a real store: an alert fires, its incident goes to the webhook once per change;
+    a silence on it holds the notification back while the incident still opens."""
+    from sightglass.alerting.catalog import MemoryCatalog
+    from sightglass.alerting.rules import load_rule_text
+    from sightglass.alerting.service import AlertingService
+    from sightglass.model import SampleBatchBuilder, SeriesKey
+    from sightglass.promql.engine import Engine
+    from sightglass.store.duckdb import DuckDBStore, StoreOptions
+
+    rules = load_rule_text(
+        "groups: [{name: g, interval: 30s, rules: [{alert: Hot, expr: 'temp > 85', for: 1m,"
+        " labels: {severity: critical}, annotations: {summary: 'hot {{ $labels.Hostname }}'}}]}]"
+    )
+    for silenced in (False, True):
+        store = DuckDBStore(tmp_path / f"s{silenced}", options=StoreOptions(compact_every_s=3600))
+        try:
+            b = SampleBatchBuilder()
+            for i in range(60):  # 10 minutes at 10 s: hot from 2 to 6 minutes
+                ts = T0 + i * 10_000
+                b.add(
+                    SeriesKey.of("temp", {"Hostname": "n1"}),
+                    ts,
+                    90.0 if 120_000 <= i * 10_000 < 360_000 else 70.0,
+                )
+            store.append(b.build())
+            hook = f"{receiver.url}/s{silenced}"
+            svc = AlertingService(store, Engine(store), {"notifiers": [{"type": "webhook", "url": hook}]},
+                                  groups=rules, rca=False, catalog=MemoryCatalog())  # fmt: skip
+            if silenced:
+                svc.silences.add(
+                    {"matchers": [{"name": "alertname", "value": "Hot"}], "endsAt": (T0 + 3_600_000) / 1000},
+                    T0,
+                )
+            svc.replay(T0, T0 + 10 * 60_000)
+            assert svc.dispatcher.flush(10)
+            assert svc.incidents is not None and len(svc.incidents.list_incidents()) == 1
+            posts = [p for p in receiver.requests if p.path == f"/s{silenced}"]
+            if silenced:
+                assert posts == []
+            else:
+                assert [p.body["status"] for p in posts] == ["firing", "resolved"]
+                assert posts[0].body["alerts"][0]["annotations"]["summary"] == "hot n1"
+            svc.close()
+        finally:
+            store.close()

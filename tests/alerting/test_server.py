@@ -141,3 +141,17 @@ def test_sightglass_up_alerts_groups_and_notifies(tmp_path: Path, alertmanager: 
             proc.kill()
             proc.wait()
         log.close()
+    # the same span offline, with the store released: `rules replay` finds the same single incident
+    r = CliRunner().invoke(
+        cli,
+        ["rules", "replay", "--data", str(data), "--rules", str(tmp_path / "rules.yaml"), "--inventory", str(inventory),
+         "--start", str((start + 4 * 60_000) / 1000), "--end", str((start + 9 * 60_000) / 1000), "-o", "json"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert not report["rule_errors"] and len(report["incidents"]) == 1
+    assert (
+        report["incidents"][0]["anchor"] == "switch:leaf-02" and report["incidents"][0]["alerts_total"] == 33
+    )
+    r = CliRunner().invoke(cli, ["rules", "replay", "--data", str(data), "--start", "now", "--end", "now-1h"])
+    assert r.exit_code == 1 and "--end must be after --start" in r.output
