@@ -114,6 +114,10 @@ def test_sightglass_up_alerts_groups_and_notifies(tmp_path: Path, alertmanager: 
         status = httpx.get(url + "/api/v1/alerting/status").json()["data"]["notifications"]
         am = [d for d in status["recent"] if d["kind"] == "alertmanager"]
         assert am and all(d["status"] == "ok" and d["http_status"] == 200 for d in am), am
+        metrics = httpx.get(url + "/metrics").text
+        assert 'sightglass_alerting_incidents{state="open"} 1.0' in metrics
+        assert 'sightglass_alerting_notifications_total{status="ok",type="alertmanager"}' in metrics
+        assert "sightglass_alerting_evaluation_duration_seconds_count 11.0" in metrics
         # kubectl-style CLI against the running server
         r = CliRunner().invoke(cli, ["incidents", "list", "--server", url, "-o", "json"])
         assert r.exit_code == 0 and json.loads(r.output)[0]["id"] == inc["id"]

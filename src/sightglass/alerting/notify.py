@@ -196,6 +196,7 @@ class Dispatcher:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._sent: dict[tuple[str, str], tuple[str, float]] = {}  # (notifier, key) -> (digest, at)
         self.deliveries: deque[Delivery] = deque(maxlen=2000)
+        self.on_delivery: Callable[[Delivery], None] | None = None
         self._idle = threading.Event()
         self._idle.set()
         self._pending = 0
@@ -292,7 +293,10 @@ class Dispatcher:
             if job is None:
                 return
             try:
-                self.deliveries.append(self._deliver(job))
+                d = self._deliver(job)
+                self.deliveries.append(d)
+                if self.on_delivery is not None:
+                    self.on_delivery(d)
             except Exception as e:  # pragma: no cover - a bug, but never kill the worker
                 log.exception("notification failed: %s", e)
             finally:

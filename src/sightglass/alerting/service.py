@@ -67,6 +67,7 @@ class AlertingService:
         rca: Callable[[str, int], dict[str, Any] | None] | bool | None = True,
         transport: Any = None,
         catalog: Any = None,
+        registry: Any = None,
     ) -> None:
         self.cfg = alerting_config(config)
         self.store = store
@@ -100,6 +101,9 @@ class AlertingService:
             self.catalog, topology=topology or self._topology, rca=rca_fn, rca_note=note,
             min_severity=self.cfg.incident_min_severity,
         ) if self.cfg.incidents else None  # fmt: skip
+        self.metrics = _Metrics(registry) if registry is not None else None
+        if self.metrics is not None:
+            self.dispatcher.on_delivery = self.metrics.delivered
         self.steps = 0
         self.last_step_s = 0.0
         self.last_at_ms: int | None = None
@@ -160,6 +164,8 @@ class AlertingService:
         self.last_step_s = time.perf_counter() - t0
         self.last_at_ms = at
         self.steps += 1
+        if self.metrics is not None:
+            self.metrics.stepped(self)
         return out
 
     def replay(self, start_ms: int, end_ms: int) -> dict[str, Any]:
@@ -243,6 +249,48 @@ class AlertingService:
         }
 
 
+class _Metrics:
+    """Alerting's own metrics on the server's ``/metrics``."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        r = registry
+        self.evaluation = Histogram(
+            "sightglass_alerting_evaluation_duration_seconds", "One evaluation round (rules, incidents, notify)",
+            registry=r, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )  # fmt: skip
+        self.alerts = Gauge("sightglass_alerting_alerts", "Alerts by state", ["state"], registry=r)
+        self.incidents = Gauge("sightglass_alerting_incidents", "Incidents by state", ["state"], registry=r)
+        self.rule_errors = Gauge(
+            "sightglass_alerting_rules_unhealthy", "Rules whose last evaluation failed", registry=r
+        )
+        self.notifications = Counter(
+            "sightglass_alerting_notifications",
+            "Notifications by notifier type and outcome",
+            ["type", "status"],
+            registry=r,
+        )
+
+    def stepped(self, svc: AlertingService) -> None:
+        self.evaluation.observe(svc.last_step_s)
+        states = {"pending": 0, "firing": 0}
+        for a in svc.evaluator.alerts():
+            states[a.state] = states.get(a.state, 0) + 1
+        for k, v in states.items():
+            self.alerts.labels(k).set(v)
+        if svc.incidents is not None:
+            counts = {s: 0 for s in ("open", "acknowledged", "resolved")}
+            for i in svc.incidents.list_incidents():
+                counts[i.state] = counts.get(i.state, 0) + 1
+            for k, v in counts.items():
+                self.incidents.labels(k).set(v)
+        self.rule_errors.set(sum(1 for rs in svc.evaluator.rules() if rs.health == "err"))
+
+    def delivered(self, d: Any) -> None:
+        self.notifications.labels(d.kind, d.status).inc()
+
+
 def incident_annotations(inc: Incident) -> dict[str, str]:
     out = {"sightglass_incident": inc.id, "incident_title": inc.title}
     cause = inc.cause or {}
@@ -261,7 +309,7 @@ def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
         return []
     service = ctx.extras.get("alerting")
     if service is None:
-        service = AlertingService(ctx.store, ctx.engine, cfg)
+        service = AlertingService(ctx.store, ctx.engine, cfg, registry=ctx.metrics.registry)
         ctx.extras["alerting"] = service
 
     async def run(ctx: Any) -> None:
