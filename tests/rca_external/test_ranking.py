@@ -92,3 +92,17 @@ def test_fuse_takes_the_most_decisive_signal() -> None:
     parts["s5"]["cpu"] = 0.9  # a small cpu bump among peers
     fused = fuse(parts, MultimodalConfig())
     assert max(fused, key=lambda k: fused[k]) == "s3"
+
+
+def test_break_scores_find_a_code_path_that_now_ends_early() -> None:
+    from sightglass.rca.external.multimodal import break_scores
+
+    def events(svc: str, counts: dict[str, int]) -> pd.DataFrame:
+        rows = [(svc, e) for e, n in counts.items() for _ in range(n)]
+        return pd.DataFrame(rows, columns=["service", "event"])
+
+    ref = pd.concat([events("a", {"start": 20, "end": 20}), events("b", {"x": 10, "y": 10})])
+    win = pd.concat([events("a", {"start": 30, "end": 2}), events("b", {"x": 25, "y": 24})])
+    s = break_scores(ref, win)
+    assert s["a"] == pytest.approx(math.log(30.5 / 2.5))
+    assert s["b"] < 0.1

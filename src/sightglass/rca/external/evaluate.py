@@ -103,7 +103,11 @@ def evaluate_one(case: Case, fmt: str, baro_error: str | None) -> dict[str, Any]
     }
     if baro_error is None:
         try:
-            methods["baro"] = _timed(lambda: baro_rank(_baro_input(case, fmt), case.inject_time))
+            frame = _baro_input(case, fmt)
+            methods["baro"] = _timed(lambda: baro_rank(frame, case.inject_time))
+            if case.fault_window_s is not None:  # also on the fault window alone, as Sightglass sees it
+                short = frame[frame["time"] <= case.inject_time + case.fault_window_s]
+                methods["baro-window"] = _timed(lambda: baro_rank(short, case.inject_time))
         except ValueError as exc:
             row.setdefault("unavailable", {})["baro"] = f"BARO could not rank this case: {exc}"
     else:

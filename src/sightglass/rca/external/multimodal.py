@@ -13,6 +13,9 @@ inject + 2 min). Per service, these signals:
 - **errors** (logs): requests per minute in which the service wrote the *first* WARN/ERROR line of
   a template (``LEVEL class#line``) the reference never shows. Callers that log after it, in the same
   trace, inherit its error rather than vote for themselves.
+- **breaks** (logs and span names): a log line or span that used to follow another one for one
+  (same count in the reference) and now stops following it: the code path ends between them, as an
+  exception or an early return makes it (:func:`break_scores`).
 - reported, not fused: ``self`` (p90 span self time), ``mix`` (template-mix distance), ``metrics``.
 
 Fusion (:func:`fuse`): each signal becomes a peer z-score across the case's services; a service's
@@ -44,8 +47,8 @@ WINDOW_MINUTES = 3  # inject minute, +1, +2
 class MultimodalConfig:
     """Fusion settings, chosen on the development day (2023-01-29) and reported on 2023-01-30."""
 
-    signals: tuple[str, ...] = ("cpu", "delay", "errors")  # fused; "self", "mix", "metrics" are reported only
-    peer_floor: float = 0.25  # smallest peer scale, in log1p units
+    signals: tuple[str, ...] = ("cpu", "delay", "errors", "breaks")  # fused; "self", "mix", "metrics": reported
+    peer_floor: float = 0.5  # smallest peer scale, in log1p units
     peer_rel_floor: float = 0.1  # and as a fraction of the signal's top value in the case
     min_spans: int = 5
     metrics: ScoringConfig = field(default_factory=ScoringConfig)
@@ -156,8 +159,8 @@ def log_scores(
     """
     ref = _templates(ref_logs)
     win = _templates(win_logs)
-    known = set(ref["template"])
-    new_bad = win[win["level"].isin(_BAD_LEVELS) & ~win["template"].isin(known)]
+    known = set(ref["service"] + "\0" + ref["template"])  # per service: a caller's usual error is not the callee's
+    new_bad = win[win["level"].isin(_BAD_LEVELS) & ~(win["service"] + "\0" + win["template"]).isin(known)]
     traced = new_bad[new_bad["trace"].str.len() > 8]
     first = traced.loc[traced.groupby("trace")["t"].idxmin()] if not traced.empty else traced
     untraced = new_bad[new_bad["trace"].str.len() <= 8]
@@ -173,6 +176,47 @@ def log_scores(
         tvd = 0.5 * float((p_win - p_ref).abs().sum()) if q.sum() else 0.0
         out[str(svc)] = (math.log1p(float(votes.get(svc, 0)) / win_minutes), tvd)
     return out
+
+
+def break_scores(ref_events: pd.DataFrame, win_events: pd.DataFrame, min_count: int = 3) -> dict[str, float]:
+    """Per service: how far a line that used to follow another, one for one, now stops following it.
+
+    Events are a service's log templates and its span operation names. Pairs (A, B) that occur equally
+    often in the reference (within 10 %, at least ``min_count`` times) are steps of one code path; in
+    the window, ``log((c_A + ½) / (c_B + ½))`` measures how often the path now ends between them
+    (an exception or an early return). The score is the largest such break, zero when none.
+    """
+    out: dict[str, float] = {}
+    ref_by = {k: g["event"].value_counts() for k, g in ref_events.groupby("service")}
+    for svc, g in win_events.groupby("service"):
+        q = ref_by.get(str(svc))
+        if q is None:
+            continue
+        c = g["event"].value_counts()
+        q = q[q >= min_count]
+        best = 0.0
+        names = list(q.index)
+        counts = q.to_numpy(dtype=float)
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                if i == j or abs(counts[i] - counts[j]) > 0.1 * max(counts[i], counts[j]):
+                    continue
+                ca, cb = float(c.get(a, 0)), float(c.get(b, 0))
+                if ca >= min_count:
+                    best = max(best, math.log((ca + 0.5) / (cb + 0.5)))
+        out[str(svc)] = best
+    return out
+
+
+def _events(logs: pd.DataFrame, traces: pd.DataFrame) -> pd.DataFrame:
+    parts = []
+    if not logs.empty:
+        t = _templates(logs)
+        parts.append(pd.DataFrame({"service": t["service"], "event": t["template"]}))
+    if not traces.empty:
+        parts.append(pd.DataFrame({"service": traces["PodName"].astype(str).map(service_of_pod),
+                                   "event": "SPAN " + traces["OperationName"].astype(str)}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"service": [], "event": []})
 
 
 def call_graph(traces: pd.DataFrame) -> set[tuple[str, str]]:
@@ -199,12 +243,13 @@ def multimodal_scores(case: Case, cfg: MultimodalConfig | None = None) -> dict[s
     cpu = {s.service: s.families.get("cpu", 0.0) for s in scored}
     delay = delay_scores(ref_gaps, win_gaps, cfg.min_spans)
     selft = self_scores(ref_self, win_self, cfg.min_spans)
+    breaks = break_scores(_events(ref_logs, ref_traces), _events(win_logs, win_traces))
     logs = log_scores(ref_logs, win_logs, REFERENCE_MINUTES, len(minutes)) if not win_logs.empty else {}
     out: dict[str, dict[str, float]] = {}
     for svc in case.services:
         out[svc] = {"metrics": metric.get(svc, 0.0), "cpu": cpu.get(svc, 0.0), "delay": delay.get(svc, 0.0),
                     "self": selft.get(svc, 0.0), "errors": logs.get(svc, (0.0, 0.0))[0],
-                    "mix": logs.get(svc, (0.0, 0.0))[1]}
+                    "mix": logs.get(svc, (0.0, 0.0))[1], "breaks": breaks.get(svc, 0.0)}
     return out
 
 
