@@ -246,3 +246,26 @@ def test_silences_mute_notifications(client: httpx.AsyncClient, replayed: Any) -
         assert svc.silences.muted_by({"alertname": "IbPortDown"}, at) == []
 
     _run(go())
+
+
+def test_slo_status_and_budget_over_time(client: httpx.AsyncClient, replayed: Any) -> None:
+    _, f = replayed
+
+    async def go() -> None:
+        r = await client.get("/api/v1/slos")
+        rows = {x["slo"]: x for x in r.json()["data"]}
+        ttft = rows["inference-ttft"]
+        assert ttft["objective"] == 0.99 and ttft["series"]
+        s = ttft["series"][0]
+        assert set(s["error_ratio"]) >= {"5m", "1h", "6h", "1d", "3d"} and "budget_remaining" in s
+        assert s["budget_remaining"] <= 1.0
+        r = await client.get(
+            "/api/v1/slos", params={"start": f.start_ms / 1000, "end": f.end_ms / 1000, "step": "5m"}
+        )
+        hist = {x["slo"]: x for x in r.json()["data"]}
+        pts = hist["inference-ttft"]["budget"][0]["values"]
+        assert len(pts) >= 6 and all(v <= 1.0 for _, v in pts)
+        r = await client.get("/api/v1/slos", params={"start": "2", "end": "1"})
+        assert r.status_code == 400
+
+    _run(go())

@@ -9,7 +9,7 @@ GET  /api/v1/incidents/{id}
 POST /api/v1/incidents/{id}/ack        {"by": "alice", "note": "looking"}  (body optional)
 POST /api/v1/incidents/{id}/resolve    {"by": "alice", "note": "replaced the cable"}
 GET  /api/v1/silences      POST /api/v1/silences      GET|DELETE /api/v1/silences/{id}
-GET  /api/v1/slos
+GET  /api/v1/slos[?start=&end=&step=]   (now, or the remaining budget over time)
 GET  /api/v1/alerting/status
 POST /api/v1/alerting/evaluate?time=   (evaluate now, or at a time; for back-filled stores and tests)
 ```
@@ -229,8 +229,24 @@ def make_routes(ctx: Any) -> list[BaseRoute]:
 
     @handler
     async def slos(request: Request) -> Response:
+        """Current error ratios and budget; with ``start``/``end`` (and ``step``), the budget over time."""
+        from sightglass.alerting.slo import slo_budget_history
+        from sightglass.timeutil import parse_step_ms, parse_time_ms
+
         svc = svc_or_error()
         at = svc.last_at_ms or svc.clock_ms()
+        q = request.query_params
+        if q.get("start") or q.get("end"):
+            try:
+                start = parse_time_ms(q.get("start", ""), now=at)
+                end = parse_time_ms(q["end"], now=at) if q.get("end") else at
+                step = parse_step_ms(q["step"]) if q.get("step") else max(60_000, (end - start) // 250)
+            except (ValueError, KeyError) as e:
+                raise _Bad(f"invalid start/end/step: {e}") from None
+            if end <= start or (end - start) // step > 11_000:
+                raise _Bad("end must be after start, with at most 11,000 steps")
+            rows = await asyncio.to_thread(slo_budget_history, svc.engine, svc.slos, start, end, step)
+            return success(rows)
         rows = await asyncio.to_thread(svc.slo_status, at)
         return success(rows)
 

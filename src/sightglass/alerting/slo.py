@@ -291,4 +291,26 @@ def slo_status(engine: Any, slos: list[SLO], at_ms: int) -> list[dict[str, Any]]
     return out
 
 
-__all__ = ["SLO", "format_duration", "load_slo_files", "parse_slos", "slo_rule_groups", "slo_status"]
+def slo_budget_history(
+    engine: Any, slos: list[SLO], start_ms: int, end_ms: int, step_ms: int
+) -> list[dict[str, Any]]:
+    """The remaining error budget of each SLO over time (the recorded ``slo:error_budget:remaining_ratio``)."""
+    out = []
+    for slo in slos:
+        res = engine.range(f'slo:error_budget:remaining_ratio{{slo="{slo.name}"}}', start_ms, end_ms, step_ms)
+        series = [
+            {
+                "labels": {k: v for k, v in s.labels.items() if k in slo.by},
+                "values": [
+                    [int(t) / 1000, float(v)] for t, v in zip(s.ts_ms.tolist(), list(s.values), strict=True)
+                ],
+            }
+            for s in res.matrix
+        ]
+        out.append({"slo": slo.name, "objective": slo.objective, "window": slo.window, "budget": series})
+    return out
+
+
+__all__ = [
+    "SLO", "format_duration", "load_slo_files", "parse_slos", "slo_budget_history", "slo_rule_groups", "slo_status",
+]  # fmt: skip
