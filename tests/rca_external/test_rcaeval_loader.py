@@ -109,6 +109,12 @@ def test_non_numeric_columns_are_dropped_not_fatal(tmp_path: Path) -> None:
     assert row["methods"]["sightglass"]["ranking"][0] == "cartservice"
 
 
+def test_without_baro(rcaeval_root: Path) -> None:
+    rows = evaluate_cases([str(rcaeval_root / "paymentservice_mem")], "rcaeval", with_baro=False)
+    assert set(rows[0]["methods"]) == {"sightglass"}
+    assert "skipped" in rows[0]["unavailable"]["baro"]
+
+
 def test_missing_path_and_unknown_format(tmp_path: Path) -> None:
     [row] = evaluate_cases([str(tmp_path / "nope")], "rcaeval")
     assert "no such file or directory" in row["error"]

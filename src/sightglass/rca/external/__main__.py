@@ -1,4 +1,4 @@
-"""``python -m sightglass.rca.external PATH... --format nezha|rcaeval [--json] [--by-fault]``."""
+"""``python -m sightglass.rca.external PATH... --format nezha|rcaeval [--json] [--by-fault] [--no-baro]``."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ from sightglass.rca.external.evaluate import FORMATS, evaluate_cases, summarize
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="Layout of the cases.")
 @click.option("--json", "as_json", is_flag=True, help="Print every case's rankings as JSON.")
 @click.option("--by-fault", is_flag=True, help="Also break the figures down by fault type.")
-def main(paths: tuple[str, ...], fmt: str, as_json: bool, by_fault: bool) -> None:
+@click.option("--no-baro", is_flag=True, help="Skip the BARO baseline.")
+def main(paths: tuple[str, ...], fmt: str, as_json: bool, by_fault: bool, no_baro: bool) -> None:
     """Evaluate Sightglass and BARO on external RCA benchmark cases (AC@1, AC@3, Avg@5)."""
     err = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True, disable=as_json) as bar:
         task = bar.add_task("evaluating cases", total=None)
-        rows = evaluate_cases(list(paths), fmt, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        rows = evaluate_cases(list(paths), fmt, progress=lambda d, t: bar.update(task, completed=d, total=t),
+                              with_baro=not no_baro)
     errors = [r for r in rows if r.get("error")]
     if as_json:
         click.echo(json.dumps({"cases": rows, "summary": summarize(rows)}, indent=1))

@@ -46,20 +46,22 @@ def _extra_methods(case: Case, fmt: str) -> dict[str, Callable[[], list[str]]]:
     return {}
 
 
-def evaluate_cases(paths: list[str], fmt: str, progress: Progress | None = None) -> list[dict[str, Any]]:
+def evaluate_cases(
+    paths: list[str], fmt: str, progress: Progress | None = None, *, with_baro: bool = True
+) -> list[dict[str, Any]]:
     """Rank every case under ``paths`` with Sightglass and BARO.
 
     One dict per case: ``case``, ``system``, ``fault``, ``truth``, ``candidates`` and ``methods``
     (``{name: {"ranking": [...], "seconds": float}}``). A case that cannot be read comes back with an
     ``error`` message and empty ``methods``; the others still run. When RCAEval is not installed the
-    ``baro`` entry is absent and ``unavailable["baro"]`` says why.
+    ``baro`` entry is absent and ``unavailable["baro"]`` says why (also with ``with_baro=False``).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     planner = rcaeval.plan_cases if fmt == "rcaeval" else nezha.plan_cases
     plan = planner([Path(p) for p in paths])
-    baro_error: str | None = None
-    baro_checked = False
+    baro_error: str | None = None if with_baro else "BARO skipped (with_baro=False)"
+    baro_checked = not with_baro
     results: list[dict[str, Any]] = []
     total = len(plan)
     for i, item in enumerate(plan):
