@@ -223,3 +223,17 @@ def test_alert_symptom_narrows_the_rule_metric_by_identity_labels() -> None:
     a = _gpu("GpuThermalThrottling", 1, 0, T0)
     a.expr = "max by (Hostname, gpu, UUID) (rate(DCGM_FI_DEV_THERMAL_VIOLATION[5m])) / 1e6 > 0.1"
     assert alert_symptom(a) == 'DCGM_FI_DEV_THERMAL_VIOLATION{Hostname="n1",UUID="U-1-0",gpu="0"}'
+
+
+def test_after_a_restart_alerts_gone_meanwhile_resolve_their_incident() -> None:
+    topo = _topology()
+    cat = MemoryCatalog()
+    first = IncidentManager(cat, topology=lambda: topo)
+    a = _gpu("GpuFellOffBus", 1, 0, T0)
+    first.observe([a], T0)
+    again = IncidentManager(cat, topology=lambda: topo)  # the server restarted; the alert is not back
+    again.observe([], T0 + 10 * MIN)  # not every group has run yet: nothing concluded
+    assert again.list_incidents()[0].state == "open"
+    again.observe([], T0 + 11 * MIN, complete=True)
+    (inc,) = again.list_incidents()
+    assert inc.state == "resolved" and inc.timeline[-2]["detail"] == "GpuFellOffBus is no longer active"

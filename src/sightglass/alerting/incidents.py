@@ -348,9 +348,22 @@ class IncidentManager:
         return inc
 
     # ------------------------------------------------------------------ grouping
-    def observe(self, alerts: list[Alert], at_ms: int) -> list[Incident]:
-        """Fold the evaluator's alerts (firing and resolved) in; returns the incidents that changed."""
+    def observe(self, alerts: list[Alert], at_ms: int, *, complete: bool = False) -> list[Incident]:
+        """Fold the evaluator's alerts (firing and resolved) in; returns the incidents that changed.
+        ``complete``: ``alerts`` is everything the evaluator holds after every group has run, so an
+        incident's alert missing from it is no longer active (it resolved while the server was down)."""
         changed: dict[str, Incident] = {}
+        if complete:
+            present = {a.fingerprint for a in alerts}
+            for fp in [fp for fp in self.by_alert if fp not in present]:
+                inc = self.incidents[self.by_alert.pop(fp)]
+                rec = inc.alerts.get(fp)
+                if rec is not None and rec["state"] != "resolved":
+                    rec["state"], rec["resolved_at_ms"] = "resolved", at_ms
+                    inc.log(
+                        at_ms, "alert_resolved", f"{rec['alertname']} is no longer active", fingerprint=fp
+                    )
+                    changed[inc.id] = inc
         resolver: EntityResolver | None = None
         rca_budget = self.max_rca_per_step
         for a in sorted(alerts, key=lambda x: (x.fired_at_ms or x.active_at_ms, x.rule, x.fingerprint)):

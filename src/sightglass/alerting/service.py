@@ -185,7 +185,10 @@ class AlertingService:
     def process(self, at_ms: int, to_send: list[Alert]) -> dict[str, Any]:
         changed: list[Incident] = []
         if self.incidents is not None:
-            changed = self.incidents.observe(self.evaluator.alerts(include_inactive=True), at_ms)
+            complete = all(g.last_eval_ms is not None for g in self.evaluator.groups)
+            changed = self.incidents.observe(
+                self.evaluator.alerts(include_inactive=True), at_ms, complete=complete
+            )
         unmuted = [a for a in to_send if not self.silences.muted_by(a.labels, at_ms)]
         extra: dict[str, dict[str, str]] = {}
         if self.incidents is not None:
