@@ -168,6 +168,9 @@ def test_entity_twin_and_errors(sim_store: DuckDBStore) -> None:
     assert any(n["relation"] == "gpu-in-node" for n in d["neighbours"])
     assert any(s["metric"] == "DCGM_FI_DEV_GPU_UTIL" for s in d["signals"])
     assert missing.status_code == 404 and missing.json()["errorType"] == "not_found"
+    (by_index,) = _get(sim_store, "/api/v1/ui/entity?id=gpu:node-02/3")  # as a training rank names it
+    e = by_index.json()["data"]["entity"]
+    assert e["id"].startswith("gpu:GPU-") and e["labels"]["gpu"] == "3"
     assert none.status_code == 400 and "id" in none.json()["error"]
     assert bad_metric.status_code == 400 and "sm_active" in bad_metric.json()["error"]
 

@@ -113,6 +113,18 @@ def topology_map(ctx: Any, w: Window, topo: Topology) -> dict[str, Any]:
     }
 
 
+def _gpu_by_index(topo: Topology, entity_id: str) -> Any:
+    """``gpu:<node>/<index>`` (what series without a UUID name) → the GPU entity, once its UUID is known."""
+    if not entity_id.startswith("gpu:") or "/" not in entity_id:
+        return None
+    host, _, index = entity_id[4:].rpartition("/")
+    for e in topo.entities("gpu"):
+        lab = e.labels
+        if lab.get("gpu") == index and (lab.get("Hostname") or lab.get("hostname")) == host:
+            return e
+    return None
+
+
 def _selector(labels: dict[str, str]) -> str:
     inner = ", ".join(f'{k}="{_esc(v)}"' for k, v in sorted(labels.items()))
     return "{" + inner + "}"
@@ -123,9 +135,10 @@ def _esc(v: str) -> str:
 
 
 def entity(ctx: Any, w: Window, topo: Topology, entity_id: str) -> dict[str, Any]:
-    ent = topo.entity(entity_id)
+    ent = topo.entity(entity_id) or _gpu_by_index(topo, entity_id)
     if ent is None:
         raise APIError(f"no entity {entity_id!r}", "not_found")
+    entity_id = ent.id
 
     def kind_of(i: str) -> str:
         e = topo.entities_by_id.get(i)
