@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -85,8 +86,15 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
+    base = f"http://127.0.0.1:{port}"
+    # evaluate the alert rules over the simulated window, as the alerting loop would have: the
+    # injected faults open incidents (with their RCA) for the incidents page
+    for t in range(-300, 1, 60):
+        httpx.post(
+            f"{base}/api/v1/alerting/evaluate", params={"time": str((now_ms + t * 1000) / 1000)}, timeout=120
+        )
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield base
     finally:
         server.should_exit = True
         thread.join(timeout=5)
@@ -160,7 +168,8 @@ def test_overview_shows_missing_features_as_dashes_and_counts_gpus(base_url: str
     # no cost or predictability series written yet: "—", never 0
     for k in ("cost / hour", "predictability"):
         assert cards[k] == "—", (k, cards)
-    assert cards["open incidents"] in ("—", "0"), cards  # "—" only where alerting is absent
+    incidents = httpx.get(base_url + "/api/v1/incidents", params={"state": "open"}).json()["data"]
+    assert cards["open incidents"] == str(len(incidents)), cards
     assert len(page.query_selector_all("#nodes a")) == 4
     assert errors == []
 
@@ -205,6 +214,13 @@ def test_deep_links_range_theme_keyboard_and_click_through(
     page.click("#neigh a[href*='node']")
     page.wait_for_url("**id=node*")
     _loaded(page, "#deps tbody tr")
+    # incidents: one opens with its cause, timeline and the RCA's evidence chain
+    page.goto(base_url + "/ui/incidents")
+    _loaded(page, "#parts section")
+    page.click("#parts a[href*='incident=']")
+    page.wait_for_selector("#incident .chain", timeout=30_000)
+    assert "Cause:" in page.inner_text("#incident") and "Timeline" in page.inner_text("#incident")
+    _shot(page, "incident", out_dir)
     # live: the overview re-polls its twin without a reload; pausing stops it and is kept in the URL
     page.goto(base_url + "/")
     _loaded(page, "#nodes a")
