@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -75,6 +77,16 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     b.add_inventory(sim.factory.describe())
     b.update(store)
     b.persist(store)
+    store.close()
+    # what the server's analytics and cost loops would have written by now (KPIs: idle-held,
+    # predictability, drift; cost series), through their real commands
+    for cmd in (["analytics", "run"], ["cost", "kpis", "--start", "now-15m"]):
+        subprocess.run(
+            [sys.executable, "-m", "sightglass.cli", *cmd, "--data", str(data)],
+            check=True,
+            capture_output=True,
+        )
+    store = DuckDBStore(str(data))
     app, _ctx = build_app(Config(data=str(data)), store)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -165,9 +177,12 @@ def test_overview_shows_missing_features_as_dashes_and_counts_gpus(base_url: str
     )
     assert int(cards["GPUs"]) == 32
     assert int(cards["busy"]) + int(cards["idle"]) + int(cards["failed"]) == 32
-    # no cost or predictability series written yet: "—", never 0
-    for k in ("cost / hour", "predictability"):
-        assert cards[k] == "—", (k, cards)
+    # cost per hour and idle-held from the cost and analytics features' series; predictability is
+    # "—" exactly when the analytics API has no fleet figure (missing, never 0)
+    assert cards["cost / hour"].startswith("$"), cards
+    assert cards["idle-held"].isdigit(), cards
+    fleet = httpx.get(base_url + "/api/v1/predictability").json()["data"]["fleet"]
+    assert (cards["predictability"] == "—") == (fleet is None), (cards, fleet)
     incidents = httpx.get(base_url + "/api/v1/incidents", params={"state": "open"}).json()["data"]
     assert cards["open incidents"] == str(len(incidents)), cards
     assert len(page.query_selector_all("#nodes a")) == 4

@@ -25,8 +25,8 @@ SCALARS = {
     "tokens_per_second": "sum(rate(vllm:generation_tokens_total[1m]))",
     "requests_per_second": "sum(rate(vllm:request_success_total[1m]))",
     "training_jobs": "count(count by (slurm_job_id) (last_over_time(training_steps_total[5m])))",
-    "cost_per_hour_usd": "sum(rate(sightglass_gpu_cost_dollars_total[30m])) * 3600",
-    "idle_held_cost_per_hour_usd": 'sum(rate(sightglass_gpu_cost_dollars_total{category="idle_held"}[30m])) * 3600',
+    "cost_per_hour_usd": "sum(rate(sightglass_gpu_cost_dollars_total[15m])) * 3600",
+    "idle_held_cost_per_hour_usd": 'sum(rate(sightglass_gpu_cost_dollars_total{category="idle_held"}[15m])) * 3600',
     "predictability": "max(last_over_time(sightglass_fleet_predictable_ratio[1h]))",
 }
 
