@@ -241,3 +241,19 @@ def test_shared_answers_one_computation_and_serves_stale_while_refreshing() -> N
         return [*first, stale, fresh]
 
     assert asyncio.run(go()) == [1, 1, 1, 1, 1, 1, 2]
+
+
+def test_store_counter_rates_match_promql_rate(sim_store: DuckDBStore) -> None:
+    from sightglass.api.context import AppContext
+    from sightglass.web.query import Queries, Window, counter_rates
+
+    ctx = AppContext.build(Config(data=str(sim_store.data_dir)), sim_store)
+    w = Window(sim_store.newest_ms - 15_000, 3_600_000)  # between two scrapes
+    key = ("instance", "device", "port")
+    metric = "node_infiniband_port_data_received_bytes_total"
+    mine = counter_rates(Queries(ctx, w), metric, 60_000, key)
+    prom = Queries(ctx, w).by(f"rate({metric}[1m])", *key)
+    assert len(mine) == len(prom) == 32
+    for k, v in prom.items():
+        m = mine[k]
+        assert v is not None and m is not None and abs(m - v) <= 1e-9 * max(1.0, abs(v)), (k, m, v)

@@ -13,7 +13,8 @@ Definitions the pages show (docs/dashboard.md):
 - data pipelines, per pipeline: freshness (age of the newest consumable data), lag since the last
   successful run, runs/h by status, running;
 - network and storage: InfiniBand ports (rx/tx bytes/s, error, link-down and transmit-wait rates,
-  state), switches, NFS mounts (read bytes/s, ops/s, mean response time).
+  state; per port from the store, :func:`sightglass.web.query.counter_rates`), switches, NFS mounts
+  (read bytes/s, ops/s, mean response time).
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
-from sightglass.web.query import Queries, Window, host_of
+from sightglass.web.query import Queries, Window, counter_rates, host_of, latest
 
 STRAGGLER_RATIO = 1.15
 TOP_PORTS = 25
+
+
+def _sum(col: dict[Any, float | None]) -> float | None:
+    vals = [v for v in col.values() if v is not None]
+    return sum(vals) if vals else None
 
 
 def inference(ctx: Any, w: Window) -> dict[str, Any]:
@@ -166,14 +172,16 @@ def network(ctx: Any, w: Window) -> dict[str, Any]:
     q = Queries(ctx, w)
     lk = ("instance", "device", "port")
     ib = "node_infiniband_"
+    # per port, thousands of series: read from the store (query.counter_rates, query.latest)
+    minute, five = 60_000, 300_000
     cols = {
-        "rx_bytes_per_second": q.by(f"rate({ib}port_data_received_bytes_total[1m])", *lk),
-        "tx_bytes_per_second": q.by(f"rate({ib}port_data_transmitted_bytes_total[1m])", *lk),
-        "errors_per_second": q.by(f"rate({ib}port_errors_received_total[5m])", *lk),
-        "link_downed_15m": q.by(f"increase({ib}link_downed_total[15m])", *lk),
-        "transmit_wait_per_second": q.by(f"rate({ib}port_transmit_wait_total[1m])", *lk),
-        "rate_bytes_per_second": q.by(f"last_over_time({ib}rate_bytes_per_second[5m])", *lk),
-        "state_id": q.by(f"last_over_time({ib}state_id[5m])", *lk),
+        "rx_bytes_per_second": counter_rates(q, f"{ib}port_data_received_bytes_total", minute, lk),
+        "tx_bytes_per_second": counter_rates(q, f"{ib}port_data_transmitted_bytes_total", minute, lk),
+        "errors_per_second": counter_rates(q, f"{ib}port_errors_received_total", five, lk),
+        "link_downed_15m": counter_rates(q, f"{ib}link_downed_total", 15 * minute, lk, per_second=False),
+        "transmit_wait_per_second": counter_rates(q, f"{ib}port_transmit_wait_total", minute, lk),
+        "rate_bytes_per_second": latest(q, f"{ib}rate_bytes_per_second", five, lk),
+        "state_id": latest(q, f"{ib}state_id", five, lk),
     }
     keys = sorted(set().union(*[set(c) for c in cols.values()]))
     ports = []
@@ -219,9 +227,9 @@ def network(ctx: Any, w: Window) -> dict[str, Any]:
     totals = {
         "ports": len(ports),
         "ports_down": sum(r["active"] is False for r in ports),
-        "rx_bytes_per_second": q.scalar(f"sum(rate({ib}port_data_received_bytes_total[1m]))"),
-        "tx_bytes_per_second": q.scalar(f"sum(rate({ib}port_data_transmitted_bytes_total[1m]))"),
-        "errors_per_second": q.scalar(f"sum(rate({ib}port_errors_received_total[5m]))"),
+        "rx_bytes_per_second": _sum(cols["rx_bytes_per_second"]),
+        "tx_bytes_per_second": _sum(cols["tx_bytes_per_second"]),
+        "errors_per_second": _sum(cols["errors_per_second"]),
         "switches": len(switches),
         "switches_down": sum(not s["up"] for s in switches),
         "nfs_mounts": len(nfs),
