@@ -3,6 +3,7 @@
     python bench/alerting.py cost --nodes 1000 --minutes 6      # the default pack on a 1,000-node factory
     python bench/alerting.py faults                             # every fault class, 8 nodes, 30 min each
     python bench/alerting.py faults --only leaf_switch_failure,hbm_ecc --no-rca
+    python bench/alerting.py live                               # real time: fault -> webhook latency
 
 ``cost`` simulates into a fresh store, then times one instant evaluation of every group at the end
 (what the server pays per evaluation interval), per group and for the slowest rules, and a replay of
@@ -320,6 +321,131 @@ def faults(args: argparse.Namespace) -> None:
     print(json.dumps({"summary": summary}))
 
 
+# ---------------------------------------------------------------------- live
+def live(args: argparse.Namespace) -> None:
+    """Real time: a simulated factory pushing a tick every 5 s into a real server (uvicorn, background
+    alerting loop every ``--interval``, wall clock), faults injected at known wall times; latency from
+    the fault's start to the webhook receiving its incident and to the Alertmanager's own webhook."""
+    import asyncio
+
+    import uvicorn
+
+    from sightglass.config import Config
+    from sightglass.server import build_app, open_store
+    from sightglass.simulate.engine import Simulator
+    from sightglass.simulate.exposition import Recorder, recorder_batches
+    from sightglass.simulate.fast import to_events
+
+    hook = _Hook()
+    tmp = Path(tempfile.mkdtemp(prefix="sightglass-bench-live-"))
+    am_proc, am_url = _start_alertmanager(tmp, hook.url)
+    dt = 5.0
+    sim = Simulator(8, args.seed, int(time.time() // dt * dt * 1000), dt_s=dt, fault_every_s=1e12)
+    notifiers: list[dict[str, Any]] = [{"type": "webhook", "url": hook.url + "/hook", "backoff": "100ms"}]
+    if am_url:
+        notifiers.append({"type": "alertmanager", "url": am_url})
+    cfg = Config.model_validate({
+        "data": str(tmp / "data"), "listen": "127.0.0.1:0",
+        "alerting": {"evaluation_interval": args.interval, "clock": "wall", "notifiers": notifiers,
+                     "resend_delay": "10s"},
+    })  # fmt: skip
+    store = open_store(cfg)
+    b = TopologyBuilder()
+    b.add_inventory(sim.factory.describe())
+    b.update(store)
+    b.persist(store)
+    names = args.only.split(",") if args.only else ["xid79_fell_off_bus", "leaf_switch_failure", "hbm_ecc"]
+    plan: list[tuple[str, float]] = [(n, args.warmup + i * args.spacing) for i, n in enumerate(names)]
+    results: list[dict[str, Any]] = []
+
+    async def feed(ctx: Any) -> None:
+        sim.rebase(int(time.time() * 1000))
+        sent = 0
+        nxt = time.monotonic()
+        while True:
+            frame = await asyncio.to_thread(sim.step)
+            rec = Recorder(tmp / f"rec-{sim.tick % 2}")
+            rec.add(frame)
+            for batch in recorder_batches(rec, sim.labels):
+                await asyncio.to_thread(ctx.store.append, batch)
+            if len(sim.events) > sent:
+                await asyncio.to_thread(ctx.store.append_events, to_events(sim.events[sent:]))
+                sent = len(sim.events)
+            nxt += dt
+            await asyncio.sleep(max(0.0, nxt - time.monotonic()))
+
+    app, ctx = build_app(cfg, store, background=[feed])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+
+    async def drive() -> None:
+        t0 = time.time()
+        faults: list[tuple[str, Any, float]] = []
+        for name, at in plan:
+            await asyncio.sleep(max(0.0, t0 + at - time.time()))
+            start_ms = int(time.time() * 1000)
+            f = sim.add_fault(name, start_ms, int(args.fault_minutes * MIN), {})
+            faults.append((name, f, start_ms / 1000))
+        await asyncio.sleep(args.spacing)
+        svc = ctx.extras["alerting"]
+        inv = sim.factory.describe()
+        for name, f, t_fault in faults:
+            truth = f.truth()
+            want = _truth_entities(truth, inv, b.update(store))
+            incs = [
+                i
+                for i in svc.incidents.list_incidents()
+                if not i.merged_into and i.opened_ms >= t_fault * 1000 - 5000
+            ]
+            hit = next(
+                (
+                    i
+                    for i in incs
+                    if ({i.anchor, i.cause_entity} | {a.get("entity") for a in i.alerts.values()}) & want
+                ),
+                None,
+            )
+            row: dict[str, Any] = {"fault": name, "truth": sorted(want), "detected": hit is not None}
+            if hit is not None:
+                posts = [
+                    p
+                    for p in hook.posts
+                    if p[1] == "/hook" and p[2] and p[2]["groupLabels"].get("incident") == hit.id
+                ]
+                am = [
+                    p
+                    for p in hook.posts
+                    if p[1] == "/am" and p[2] and p[2]["groupLabels"].get("sightglass_incident") == hit.id
+                ]
+                row.update({
+                    "cause": hit.cause_entity, "cause_right": hit.cause_entity in want,
+                    "incident_opened_after_s": round(hit.opened_ms / 1000 - t_fault, 1),
+                    "webhook_after_s": round(posts[0][0] - t_fault, 1) if posts else None,
+                    "alertmanager_webhook_after_s": round(am[0][0] - t_fault, 1) if am else None,
+                    "alerts": len(hit.alerts),
+                })  # fmt: skip
+            results.append(row)
+            print(json.dumps(row), flush=True)
+        st = svc.status()
+        print(json.dumps({"evaluation_rounds": st["steps"], "last_round_s": st["last_step_seconds"],
+                          "deliveries": {k: st["notifications"][k] for k in ("delivered", "failed")}}))  # fmt: skip
+        server.should_exit = True
+
+    async def main() -> None:
+        await asyncio.gather(server.serve(), drive())
+
+    print(json.dumps({"shape": {"nodes": 8, "gpus": 64, "tick_s": dt, "evaluation_interval": args.interval,
+                                "faults": plan, "alertmanager": am_url is not None}}))  # fmt: skip
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+        if am_proc is not None:
+            am_proc.terminate()
+            am_proc.wait(10)
+        hook.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -332,8 +458,15 @@ def main() -> None:
     f.add_argument("--seed", type=int, default=11)
     f.add_argument("--only", default="")
     f.add_argument("--no-rca", action="store_true")
+    v = sub.add_parser("live")
+    v.add_argument("--seed", type=int, default=11)
+    v.add_argument("--interval", default="10s", help="evaluation_interval of the server")
+    v.add_argument("--warmup", type=float, default=90.0, help="seconds of data before the first fault")
+    v.add_argument("--spacing", type=float, default=120.0, help="seconds between faults (and after the last)")
+    v.add_argument("--fault-minutes", type=float, default=10.0)
+    v.add_argument("--only", default="")
     args = ap.parse_args()
-    cost(args) if args.cmd == "cost" else faults(args)
+    {"cost": cost, "faults": faults, "live": live}[args.cmd](args)
 
 
 if __name__ == "__main__":

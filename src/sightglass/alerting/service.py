@@ -317,8 +317,11 @@ def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
 
     async def run(ctx: Any) -> None:
         try:
+            next_at = time.monotonic()
             while True:
-                await asyncio.sleep(service.cfg.interval_ms / 1000)
+                next_at += service.cfg.interval_ms / 1000
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # a slow round eats its own wait
+                next_at = max(next_at, time.monotonic() - service.cfg.interval_ms / 1000)
                 try:
                     await asyncio.to_thread(service.step)
                     service.last_error = None
