@@ -159,3 +159,22 @@ def test_sightglass_up_alerts_groups_and_notifies(tmp_path: Path, alertmanager: 
     )
     r = CliRunner().invoke(cli, ["rules", "replay", "--data", str(data), "--start", "now", "--end", "now-1h"])
     assert r.exit_code == 1 and "--end must be after --start" in r.output
+
+
+def test_bad_alerting_config_stops_the_server_with_the_setting_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[alerting]\nevaluation_interval = "soon"\n[[alerting.notifiers]]\ntype = "pager"\nurl = "ftp://x"\n'
+    )
+    r = CliRunner().invoke(
+        cli, ["up", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0", "--config", str(bad)]
+    )
+    assert r.exit_code == 1
+    for needle in ("alerting.evaluation_interval", "alerting.notifiers.0.type", "alerting.notifiers.0.url"):
+        assert needle in r.output, r.output
+    missing = tmp_path / "bad2.toml"
+    missing.write_text(f'[alerting]\nrule_files = ["{tmp_path / "nope.yaml"}"]\n')
+    r = CliRunner().invoke(
+        cli, ["up", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0", "--config", str(missing)]
+    )
+    assert r.exit_code == 1 and "rules do not load" in r.output and "nope.yaml: cannot read" in r.output
