@@ -75,11 +75,10 @@ __all__ = ["PAGES", "make_routes"]
 
 
 async def _topology(ctx: Any) -> Topology:
+    """The topology graph the topology routes keep up to date (``ctx.extras["topology"]``)."""
     holder = ctx.extras.get("topology")
-    if holder is None:  # the topology routes are not mounted: build one here, once
-        from sightglass.topology.routes import _Holder
-
-        holder = ctx.extras["topology"] = _Holder(ctx.store)
+    if holder is None:
+        raise APIError("the topology is not available on this server", "unavailable")
     topo: Topology = await holder.topology()
     return topo
 
