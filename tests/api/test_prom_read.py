@@ -127,3 +127,21 @@ def test_admin_compact_moves_the_head_into_sealed_days(store: DuckDBStore) -> No
     d = r.json()["data"]
     assert d["moved_samples"] == 9 and d["head_samples"] == 0 and d["compacted_samples"] == 9
     assert _call(store, "GET", "/-/compact").status_code == 405
+
+
+def test_config_view_redacts_credentials() -> None:
+    from sightglass.api.app import redact
+
+    cfg = {
+        "alerting": {"notifiers": [{"url": "http://h/x", "headers": {"Authorization": "Bearer s3cret"}}]},
+        "backends": {"catalog": {"dsn": "postgresql://u:pw@db/sg"}, "metrics": {"url": "http://u:pw@vm:8428"}},
+        "listen": "127.0.0.1:9464",
+        "token": "",
+    }
+    out = redact(cfg)
+    assert out["alerting"]["notifiers"][0]["headers"] == "<redacted>"
+    assert out["alerting"]["notifiers"][0]["url"] == "http://h/x"
+    assert out["backends"]["catalog"]["dsn"] == "<redacted>"
+    assert out["backends"]["metrics"]["url"] == "http://<redacted>@vm:8428"
+    assert out["listen"] == "127.0.0.1:9464"
+    assert "s3cret" not in repr(out) and "pw" not in repr(out)

@@ -38,7 +38,7 @@ def create_app(
         return success({"version": sightglass.__version__})
 
     async def config_view(request: Request) -> Response:
-        return success(ctx.config.model_dump())
+        return success(redact(ctx.config.model_dump()))
 
     async def self_metrics(request: Request) -> Response:
         return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -81,6 +81,26 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(_TimingMiddleware, ctx=ctx)
     return app
+
+
+_SECRET_KEYS = ("headers", "password", "passwd", "secret", "token", "authorization", "api_key", "dsn")
+_REDACTED = "<redacted>"
+
+
+def redact(value: Any) -> Any:
+    """The config as ``/-/config`` shows it: credentials (webhook headers, DSNs, tokens) masked."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            secret = any(s in str(k).lower() for s in _SECRET_KEYS)
+            out[k] = _REDACTED if secret and v not in (None, "", {}, []) else redact(v)
+        return out
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://{_REDACTED}@{rest.split('@', 1)[1]}"  # user:password@host in a URL
+    return value
 
 
 # Features that add routes with ``make_routes(ctx)``; each lands with its issue.
