@@ -139,7 +139,7 @@ def _loaded(page: Any, selector: str) -> None:
     )
     err = page.inner_text("#error")
     assert err == "", err
-    page.wait_for_selector(selector, timeout=30_000)
+    page.wait_for_selector(selector, timeout=30_000, state="attached")
 
 
 def _shot(page: Any, name: str, out_dir: Path) -> None:
@@ -250,3 +250,44 @@ def test_deep_links_range_theme_keyboard_and_click_through(
     page.wait_for_timeout(5_600)
     assert len(polls) == seen, "polling went on while paused"
     assert errors == [], errors
+
+
+def test_every_page_on_sightglass_demo(browser: Any) -> None:
+    """The real `sightglass demo` (live simulated factory, scraped): every page renders, no errors."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    base = f"http://127.0.0.1:{port}"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "sightglass.cli", "demo", "--nodes", "4", "--tick", "2s",
+         "--duration", "120s", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while True:  # until the first rates exist (two scrapes of the vLLM counters)
+            try:
+                d = httpx.get(base + "/api/v1/ui/inference", timeout=10).json()["data"]
+                if d["models"] and d["models"][0]["generation_tokens_per_second"] is not None:
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            assert time.time() < deadline and demo.poll() is None, "the demo did not come up"
+            time.sleep(1)
+        errors: list[str] = []
+        page = _page(browser, errors)
+        selectors = {
+            "/": "#nodes a", "/ui/topology": ".tgpus a", "/ui/heatmap": "#heatmap a.cell",
+            "/ui/inference": "#models tbody tr", "/ui/training": "#jobs", "/ui/pipelines": "#pipes",
+            "/ui/network": "#ports tbody tr", "/ui/cost": "#parts section", "/ui/incidents": "#parts section",
+            "/ui/drift": "#parts section", "/ui/explore": "#chart path", "/ui/entity?id=node:node-01": "#neigh",
+        }  # fmt: skip
+        for path, selector in selectors.items():
+            page.goto(base + path)
+            _loaded(page, selector)
+        assert errors == [], errors
+    finally:
+        demo.terminate()
+        demo.wait(timeout=30)
