@@ -59,7 +59,7 @@ PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     # a deep link to an explanation runs the RCA and shows its evidence chain
     '/ui/incidents?symptom=DCGM_FI_DEV_GPU_UTIL{Hostname="node-01"}': (
         "#rca .chain",
-        ("Incidents", "Anomalies", "Explain a symptom", "#1"),
+        ("Incidents", "Anomalies", "Explain a symptom", "#1", "SLOs", "inference-ttft"),
     ),
     "/ui/drift": ("#parts section", ("Configuration drift", "predictability")),
     "/ui/explore?q=avg(DCGM_FI_DEV_GPU_UTIL)": ("#chart path", ("1 series",)),

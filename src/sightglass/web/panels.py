@@ -27,12 +27,15 @@ PARTS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
         "incidents": ("/api/v1/incidents", {}),
         "alerts": ("/api/v1/alerts", {}),
         "anomalies": ("/api/v1/anomalies", {"limit": "200"}),
+        "slos": ("/api/v1/slos", {}),
     },
     "drift": {
         "drift": ("/api/v1/drift", {"limit": "500"}),
         "predictability": ("/api/v1/predictability", {}),
     },
 }
+# parts that answer "now" only (a start/end would ask them for history instead)
+NO_WINDOW = {"/api/v1/slos"}
 # what a page may pass through to its parts (validated by the feature itself)
 PASS_THROUGH = {"cost": {"report": ("by", "mode")}}
 
@@ -48,7 +51,8 @@ async def gather(request: Request, page: str, w: Window) -> dict[str, Any]:
             for k in PASS_THROUGH.get(page, {}).get(name, ())
             if request.query_params.get(k)
         }
-        return {"path": path, **await features.get(request, path, {**times, **params, **extra})}
+        window = {} if path in NO_WINDOW else times
+        return {"path": path, **await features.get(request, path, {**window, **params, **extra})}
 
     results = await asyncio.gather(*(one(n) for n in names))
     out: dict[str, Any] = {"window": w.to_dict(), **dict(zip(names, results, strict=True))}
