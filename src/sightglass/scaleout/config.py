@@ -46,7 +46,8 @@ class MetricsBackend(_Model):
     refresh_every: str = "10s"
     span_resolution: str = "5m"
     discover: str = "6h"
-    probe: str = '{__name__=~".+"}'
+    # the source data, not what rules write at the wall clock (ALERTS, level:metric:operation)
+    probe: str = '{__name__=~".+",__name__!~"ALERTS|ALERTS_FOR_STATE|[^:]+:[^:]+:.+"}'
     headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("url", "remote_write_url")

@@ -36,6 +36,7 @@ class Leases(Protocol):
     owner: str
 
     def heartbeat(self) -> dict[int, Lease]: ...
+    def renew(self) -> dict[int, int]: ...
     def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event]) -> bool: ...
     def release(self) -> None: ...
 
@@ -57,6 +58,14 @@ class PgLeases:
                 f"SET heartbeat_ms = {DB_NOW}",
                 [owner, url],
             )
+
+    def beat(self) -> None:
+        """Say this replica is alive (its own loop, so a long analysis step does not make it look
+        dead and lose its fair share); leases are renewed only by the thread doing the work."""
+        with self.catalog.transaction() as cur:
+            cur.execute(f"UPDATE replicas SET heartbeat_ms = {DB_NOW} WHERE id = %s", [self.owner])
+            if cur.rowcount == 0:
+                cur.execute(f"INSERT INTO replicas VALUES (%s, %s, {DB_NOW}, {DB_NOW})", [self.owner, self.url])
 
     def heartbeat(self) -> dict[int, Lease]:
         """Renew this replica's leases, take free or expired ones up to a fair share, give back extras."""
@@ -96,6 +105,15 @@ class PgLeases:
                 for p, e, w in cur.fetchall():
                     mine[int(p)] = Lease(int(p), int(e), w)
         return mine
+
+    def renew(self) -> dict[int, int]:
+        """Extend this replica's leases (between long steps); ``{part: epoch}`` of those still held."""
+        with self.catalog.transaction() as cur:
+            cur.execute(
+                f"UPDATE leases SET expires_ms = {DB_NOW} + %s WHERE task = %s AND owner = %s RETURNING part, epoch",
+                [self.ttl_ms, self.task, self.owner],
+            )
+            return {int(p): int(e) for p, e in cur.fetchall()}
 
     def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event]) -> bool:
         """Advance ``lease``'s watermark from ``from_ms`` to ``to_ms`` with ``events``, atomically;
@@ -144,6 +162,9 @@ class LocalLeases:
 
     def heartbeat(self) -> dict[int, Lease]:
         return {p: Lease(p, 1, w) for p, w in self.watermarks.items()}
+
+    def renew(self) -> dict[int, int]:
+        return dict.fromkeys(self.watermarks, 1)
 
     def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event]) -> bool:
         if self.watermarks.get(lease.part) != from_ms:

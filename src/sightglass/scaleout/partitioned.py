@@ -111,6 +111,7 @@ class PartitionedAnalytics:
     batch_ms: int = 300_000
     backfill_ms: int = 3_600_000
     step_ms: int = 10_000
+    renew_every_s: float = 1.0
     owned: dict[int, _Part] = field(default_factory=dict)
     batches: int = 0
     events: int = 0
@@ -119,6 +120,20 @@ class PartitionedAnalytics:
     last_error: str | None = None
     last_step_s: float = 0.0
     last_until_ms: int | None = None
+    _renewed: float = 0.0
+    _held: dict[int, Lease] = field(default_factory=dict)
+
+    def _keepalive(self, part: _Part) -> bool:
+        """Heartbeat (renew, rebalance) when one is due; False if ``part`` is no longer ours."""
+        if time.monotonic() - self._renewed >= self.renew_every_s:
+            self._sync(self.leases.heartbeat())
+        return part.lease.part in self.owned
+
+    def _sync(self, leases: dict[int, Lease]) -> None:
+        self._renewed = time.monotonic()
+        self._held = leases
+        for p in [p for p in self.owned if p not in leases or leases[p].epoch != self.owned[p].lease.epoch]:
+            self.owned.pop(p)  # lost or given back: its state goes
 
     def _runner(self) -> AnomalyRunner:
         return AnomalyRunner(builder=TopologyBuilder(), history_ms=self.history_ms, write_events=False)
@@ -126,16 +141,17 @@ class PartitionedAnalytics:
     def step(self) -> int:
         """Renew leases and commit every batch due up to the newest sample; returns batches committed."""
         t0 = time.perf_counter()
-        leases = self.leases.heartbeat()
-        for p in [p for p in self.owned if p not in leases or leases[p].epoch != self.owned[p].lease.epoch]:
-            self.owned.pop(p)  # lost or given back: its state goes
+        self._sync(self.leases.heartbeat())
         newest = int(self.store.latest_ms() or 0)
         if newest <= 0:
             return 0
         until = newest - self.interval_ms
         until -= until % self.step_ms
         done = 0
-        for p, lease in sorted(leases.items()):
+        for p in range(self.parts):
+            lease = self._held.get(p)
+            if lease is None:
+                continue
             part = self.owned.get(p)
             if part is None:
                 part = self.owned[p] = _Part(lease, PartitionView(self.store, p, self.parts), self._runner())
@@ -150,6 +166,8 @@ class PartitionedAnalytics:
         wm = lease.watermark_ms
         done = 0
         if runner.watermark_ms is None:
+            if not self._keepalive(part):
+                return 0
             if wm is None:  # never analysed: fit ``backfill`` behind the newest, commit that as the start
                 start = until - self.backfill_ms
                 start -= start % self.step_ms
@@ -160,6 +178,8 @@ class PartitionedAnalytics:
             else:  # taken over (or restarted): refit on the history before the committed watermark
                 runner.step(part.view, wm)
         while runner.watermark_ms is not None and runner.watermark_ms < until:
+            if not self._keepalive(part):
+                return done
             frm = runner.watermark_ms
             to = min(frm + self.batch_ms, until)
             report = runner.step(part.view, to)

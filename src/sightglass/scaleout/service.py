@@ -42,6 +42,7 @@ def build_analytics(store: ScaleOutStore, config: Any, *, url: str | None = None
         history_ms=parse_duration_ms(config.analytics.history),
         batch_ms=parse_duration_ms(rep.batch),
         backfill_ms=parse_duration_ms(rep.backfill),
+        renew_every_s=parse_duration_ms(rep.heartbeat) / 1000,
     )
 
 
@@ -70,4 +71,13 @@ def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(service.leases.release)
 
-    return [run]
+    async def presence(ctx: Any) -> None:
+        beat = getattr(service.leases, "beat", None)
+        if beat is None:
+            return
+        while True:
+            with contextlib.suppress(Exception):  # a failed beat only risks a rebalance
+                await asyncio.to_thread(beat)
+            await asyncio.sleep(parse_duration_ms(rep.heartbeat) / 1000)
+
+    return [run, presence]

@@ -221,6 +221,7 @@ def open_scaleout(config: Config) -> ScaleOutStore | None:
     backends = load_backends(config.backends)
     if backends.metrics is None:
         return None
+    Path(config.data).mkdir(parents=True, exist_ok=True)  # server.json lives there in every mode
     metrics = RemoteMetricStore(remote_options(backends.metrics))
     catalog: Any
     if backends.catalog.kind == "postgres":

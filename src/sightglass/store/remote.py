@@ -84,7 +84,8 @@ class RemoteOptions:
     span_resolution_ms: int = 300_000
     discover_ms: int = 6 * 3_600_000
     max_samples_per_write: int = 100_000
-    probe: str = '{__name__=~".+"}'
+    # the source data, not what rules write at the wall clock (ALERTS, level:metric:operation)
+    probe: str = '{__name__=~".+",__name__!~"ALERTS|ALERTS_FOR_STATE|[^:]+:[^:]+:.+"}'
     read_parallelism: int = 4
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -107,6 +108,7 @@ class RemoteMetricStore:
         self._newest = 0
         self._scanned_until: int | None = None
         self._last_refresh = 0.0
+        self._probe_named = False
         self._metadata: dict[str, MetricMetadata] = {}
         self._shadow = duckdb.connect(":memory:")
         self._shadow.execute(_SHADOW_SCHEMA)
@@ -197,8 +199,9 @@ class RemoteMetricStore:
             for k in new:
                 self._intern(k)
             if len(batch):
+                # the spans widen, but the newest sample time comes only from the probe: what this
+                # process writes (rule results at the wall clock) is not the data's clock
                 lo, hi = int(batch.ts_ms.min()), int(batch.ts_ms.max())
-                self._newest = max(self._newest, hi)
                 ids = [self.index.ids[k] for k in batch.series]
                 for sid in ids:
                     self._widen(sid, lo, hi)
@@ -285,13 +288,14 @@ class RemoteMetricStore:
             self._last_refresh = time.monotonic()
             if newest is None:
                 return True
-            res = self.options.span_resolution_ms
+            # at most ~12 series calls however long the first discovery window is
+            res = max(self.options.span_resolution_ms, self.options.discover_ms // 12)
             with self._lock:
                 self._newest = max(self._newest, newest)
             start = (
                 newest - self.options.discover_ms
                 if self._scanned_until is None
-                else self._scanned_until - res  # overlap one window for late arrivals
+                else self._scanned_until - self.options.span_resolution_ms  # overlap for late arrivals
             )
             t = start
             while t < newest:
@@ -310,14 +314,12 @@ class RemoteMetricStore:
 
     def _probe_newest(self) -> int | None:
         now = int(time.time() * 1000)
-        got = self._max_timestamp(now)
+        got = self._ts_probe("max(timestamp({p}))", now)
         if got is not None:
             return got
         # nothing within the lookback of now: the newest sample in the last ``discover`` (a subquery
         # of timestamp() sees every sample's own time), else bisect /api/v1/series windows
-        got = self._scalar_ms(
-            f"max(max_over_time(timestamp({self._named_probe()})[{self.options.discover_ms}ms:1m]))", now
-        )
+        got = self._ts_probe(f"max(max_over_time(timestamp({{p}})[{self.options.discover_ms}ms:1m]))", now)
         if got is not None:
             return got
         span = 3_600_000
@@ -333,18 +335,25 @@ class RemoteMetricStore:
             else:
                 hi = mid
         for at in (lo + 300_000, hi + 300_000, hi):
-            got = self._max_timestamp(min(at, now))
+            got = self._ts_probe("max(timestamp({p}))", min(at, now))
             if got is not None and got <= now:
                 return got
-        return lo
+        return None  # series exist but no sample time was found: unknown rather than a guess
 
-    def _max_timestamp(self, at_ms: int) -> int | None:
-        return self._scalar_ms(f"max(timestamp({self._named_probe()}))", at_ms)
-
-    def _named_probe(self) -> str:
-        """The probe with its name copied to a label: ``timestamp()`` drops ``__name__``, and
-        Prometheus refuses a vector in which two series then have the same labels."""
-        return f'label_replace({self.options.probe}, "__sightglass_name", "$1", "__name__", "(.+)")'
+    def _ts_probe(self, template: str, at_ms: int) -> int | None:
+        """``template`` with ``{p}`` the probe selector. ``timestamp()`` drops ``__name__``, and
+        Prometheus then refuses a vector where two series have the same labels; VictoriaMetrics
+        accepts that but answers nothing for ``timestamp(label_replace(...))``. So: the plain probe
+        first, and once it is refused, the probe with its name copied to a label."""
+        if not self._probe_named:
+            try:
+                return self._scalar_ms(template.format(p=self.options.probe), at_ms)
+            except QueryError as e:
+                if "same label" not in str(e):  # only Prometheus' duplicate-labelset refusal
+                    raise
+                self._probe_named = True
+        named = f'label_replace({self.options.probe}, "__sightglass_name", "$1", "__name__", "(.+)")'
+        return self._scalar_ms(template.format(p=named), at_ms)
 
     def _scalar_ms(self, expr: str, at_ms: int) -> int | None:
         data = self.query(expr, at_ms)
