@@ -41,7 +41,7 @@ const Panels = (() => {
     if (!r) return el("div", { class: "empty" }, "No root cause analysis attached.");
     const s = r.symptom || {};
     const head = el("p", {}, "Symptom ", el("code", { class: "q" }, s.query || "?"), ` at ${s.at || "?"}`,
-      s.entities && s.entities.length ? [" on ", s.entities.map(e => [SG.entityLink(e), " "])] : "",
+      s.entities && s.entities.length ? [" on ", s.entities.slice(0, 6).map(e => [SG.entityLink(e), " "]), s.entities.length > 6 ? `and ${s.entities.length - 6} more` : ""] : "",
       el("span", { class: "muted" }, ` — ${r.candidates ?? "?"} candidates in ${fmt((r.seconds || 0) * 1000, 0)} ms`));
     const warn = (r.warnings || []).map(w => el("p", { class: "sev-warning" }, w));
     if (!r.causes || !r.causes.length) return el("div", {}, head, warn, el("div", { class: "empty" }, "No cause found: nothing the symptom depends on changed in the window."));
@@ -50,7 +50,7 @@ const Panels = (() => {
       return el("div", { class: "chain" },
         el("h3", {}, `#${c.rank} `, SG.entityLink(c.entity.id), ` — ${c.fault} `, el("span", { class: "muted" }, `score ${fmt(c.score, 2)}, explains ${c.explains}, distance ${c.distance}` + (c.onset ? `, since ${c.onset}` : ""))),
         c.summary ? el("p", {}, c.summary) : "",
-        (ev.signals || []).length ? SG.table([["signal", x => SG.exploreLink(x.query, x.series)], ["value", x => fmt(x.value, 3), { num: true }],
+        (ev.signals || []).length ? SG.table([["signal", x => { const a = SG.exploreLink(x.query, x.metric || x.series); a.title = x.series; return a; }], ["value", x => fmt(x.value, 3), { num: true }],
           ["baseline", x => fmt(x.baseline, 3), { num: true }], ["z", x => fmt(x.z, 1), { num: true }], ["role", x => x.role], ["onset", x => x.onset || "—"]], ev.signals.slice(0, 8)) : "",
         (ev.events || []).length ? SG.table([["event", x => x.kind], ["time", x => x.ts], ["details", x => cell(x.attributes)], ["check", x => x.query ? SG.exploreLink(x.query, "query") : "—"]], ev.events.slice(0, 8)) : "",
         (ev.peers || []).length ? SG.table([["peers", x => x.group], ["metric", x => SG.exploreLink(x.query, x.metric)], ["value", x => fmt(x.value, 3), { num: true }],
