@@ -175,3 +175,14 @@ def test_topology_at_1000_nodes(tmp_path: Any) -> None:
         assert topo.kinds()["gpu"] == 8000 and topo.kinds()["rack"] == 250
     finally:
         store.close()
+
+
+def test_node_target_label_names_the_host_of_scraped_series() -> None:
+    from sightglass.topology.infer import host_of
+
+    scraped = {"__name__": "node_infiniband_port_data_received_bytes_total", "instance": "127.0.0.1:40123", "node": "node-03"}
+    assert host_of(scraped) == "node-03"
+    assert host_of(scraped, instance_is_host=False) == "node-03"
+    ksm = {"__name__": "kube_pod_info", "instance": "ksm:8080", "node": "node-03", "pod": "p"}
+    assert host_of(ksm, instance_is_host=False) is None
+    assert host_of({"__name__": "DCGM_FI_DEV_GPU_TEMP", "Hostname": "node-01", "node": "x"}) == "node-01"

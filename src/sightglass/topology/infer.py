@@ -58,11 +58,16 @@ def gpu_id(uuid: str | None, host: str | None, index: str | None) -> str:
 
 def host_of(labels: Mapping[str, str], *, instance_is_host: bool = True) -> str | None:
     """The host a series is about: ``Hostname``/``hostname`` (dcgm-exporter), ``kubernetes_node``,
-    else the host part of ``instance`` (per-host exporters only)."""
+    a ``node`` target label, else the host part of ``instance`` (per-host exporters only)."""
     for k in HOST_LABELS:
         v = labels.get(k)
         if v and not _EXPORTER_POD.match(v):
             return v
+    # A ``node`` target label (Kubernetes SD relabelling, the demo's scrape configs) names the host
+    # the exporter runs on; on kube-state-metrics series it names a pod's node instead.
+    node = labels.get("node")
+    if node and not labels.get("__name__", "").startswith("kube_"):
+        return node
     inst = labels.get("instance")
     if instance_is_host and inst:
         if inst.startswith("["):  # [ipv6]:port
