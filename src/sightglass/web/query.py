@@ -45,7 +45,7 @@ def parse_window(params: Mapping[str, str]) -> Window:
     raw_t = params.get("time")
     try:
         at = parse_time_ms(raw_t) if raw_t else now_ms()
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
         raise APIError(f'invalid parameter "time": {e}') from None
     raw_r = params.get("range") or "1h"
     if raw_r in RANGES:
@@ -53,7 +53,7 @@ def parse_window(params: Mapping[str, str]) -> Window:
     else:
         try:
             rng = parse_duration_ms(raw_r)
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:
             raise APIError(f'invalid parameter "range": {e}') from None
     if rng <= 0 or rng > MAX_RANGE_MS:
         raise APIError(f'invalid parameter "range": {raw_r!r} must be between 1s and 31d')
