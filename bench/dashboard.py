@@ -167,9 +167,9 @@ def main() -> int:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
-        if a.keep or a.data:
-            print(f"store kept: {data}" if not a.data else "")
-        else:
+        if a.keep and not a.data:
+            print(f"store kept: {data} (reuse it with --data)")
+        else:  # the simulated store (unless kept) and the server's config file
             shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
