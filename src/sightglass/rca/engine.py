@@ -42,7 +42,7 @@ from sightglass.promql.result import QueryError
 from sightglass.rca import knowledge
 from sightglass.rca.result import Cause, EventEvidence, PeerEvidence, RcaResult, SignalEvidence
 from sightglass.rca.symptom import MAX_SYMPTOM_BYTES, entity_of_labels, equality_labels
-from sightglass.topology.graph import Topology
+from sightglass.topology.graph import DEPENDS, Topology
 from sightglass.topology.infer import TopologyBuilder, host_of
 
 DEFAULT_WINDOW_MS = 30 * 60_000
@@ -53,6 +53,7 @@ ANOMALOUS = 6.0  # an entity scoring at least this is anomalous (for common caus
 MAX_DEPTH = 6
 MAX_EXTRA_HOSTS = 24  # hosts read only to judge a switch's other members
 CANDIDATE_KINDS = frozenset({"gpu", "mig", "node", "nic", "switch", "storage", "service", "model", "job", "pipeline", "pod"})
+OBSERVED_KINDS = frozenset({"storage", "service", "model"})
 EVENT_WEIGHT = {
     "gpu.xid": 40.0,
     "switch.down": 40.0,
@@ -137,23 +138,26 @@ def analyze(
     # 1. the symptom
     try:
         matcher_sets = equality_labels(symptom)
-        now_res = engine.instant(symptom, at_ms, timeout_s=30)
-        series = engine.range(symptom, start, at_ms, STEP_MS, timeout_s=30)
+        # one range evaluation: its last step is ``at`` (the window is a whole number of steps)
+        series = engine.range(symptom, at_ms - (window // STEP_MS) * STEP_MS, at_ms, STEP_MS, timeout_s=30)
     except QueryError as e:
         raise RcaError(f"cannot evaluate the symptom: {e}", e.error_type) from None
     sym_ents: list[str] = []
-    for labels in [*(s.labels for s in now_res.vector), *(s.labels for s in series.matrix), *matcher_sets]:
+    for labels in [*(s.labels for s in series.matrix), *matcher_sets]:
         eid = entity_of_labels(labels, topo, builder)
         if eid and eid not in sym_ents:
             sym_ents.append(eid)
-    sym_value = now_res.vector[0].value if now_res.vector else (now_res.scalar[1] if now_res.scalar else None)
+    last = [float(s.values[-1]) for s in series.matrix if len(s.ts_ms) and int(s.ts_ms[-1]) == at_ms]
+    sym_value = last[0] if last else None
     sym_onset = _symptom_onset(series.matrix, start, at_ms)
     if not sym_ents:
         warnings.append("the symptom names no entity the topology knows (use labels such as slurm_job_id, model_name, Hostname)")
         return RcaResult(symptom, at_ms, start, [], sym_onset, sym_value, [], 0, time.perf_counter() - t0, warnings)
     if sym_onset is None:
         warnings.append("the symptom did not change in the window; comparing its last quarter with the rest")
-    t_on = sym_onset if sym_onset is not None else at_ms - window // 4
+    first = min((int(s.ts_ms[0]) for s in series.matrix if len(s.ts_ms)), default=start)
+    # no onset: the last quarter of the window against the rest, keeping half the history as baseline
+    t_on = sym_onset if sym_onset is not None else max(at_ms - window // 4, first + (at_ms - first) // 2)
     # 2. the neighbourhood
     cands = _neighbourhood(topo, sym_ents, [at_ms, t_on, t_on - 120_000])
     fold = _service_of_models(topo, cands, at_ms)
@@ -161,13 +165,14 @@ def analyze(
     frame = load_signals(store, start, at_ms, builder=builder, series_ids=ids) if ids else None
     # 3. per-signal anomaly
     ctx = _Ctx(topo, builder, cands, fold, start, at_ms, t_on)
+    ctx.sym = {fold.get(s, s) for s in sym_ents} - {fold.get(s) for s in sym_ents if s in fold}
     if frame is not None and frame.values.shape[1]:
         ctx.score_columns(frame)
     ctx.add_events(store.query_events(start, at_ms))
     ctx.add_config_labels(store, ids)
     ctx.peers_and_rollups(extra_hosts)
     causes = ctx.rank(sym_ents, sym_onset, top)
-    pool = sorted(c for c in ctx.c if c not in fold)
+    pool = sorted(c for c in ctx.c if c not in fold and c in cands)
     return RcaResult(
         symptom,
         at_ms,
@@ -321,8 +326,13 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
         alt = _alt(extra)
         sel(Matcher("instance", "=~", f"({alt}):9100"), Matcher("__name__", "=~", "node_infiniband_.*"))
         sel(Matcher("Hostname", "=~", f"({alt})"), Matcher("__name__", "=", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"))
-    sub = {i: keys[i] for i in found if i in keys}
+    sub = {i: keys[i] for i in found if i in keys and _worth_reading(keys[i].metric)}
     return select_series(sub), extra
+
+
+def _worth_reading(metric: str) -> bool:
+    """Signals the analysis uses: every cause signal, and the effects that tell a workload's state."""
+    return not (metric in knowledge.SKIP_READING or metric.startswith(knowledge.SKIP_READING_PREFIXES))
 
 
 def _spread(items: list[str], k: int) -> list[str]:
@@ -347,6 +357,7 @@ class _Ctx:
         self.topo, self.builder, self.fold = topo, builder, fold
         self.start, self.at, self.t_on = start, at, t_on
         self.dist = cands
+        self.sym: set[str] = set()
         self.c: dict[str, _Cand] = {}
         self.frame: SignalFrame | None = None
         self.col_value: np.ndarray = np.zeros(0)
@@ -464,6 +475,8 @@ class _Ctx:
                 continue
             direction = float(np.sign(fmed[j] - med[j])) if np.isfinite(fmed[j]) else 0.0
             role, w = knowledge.role_of(metric, direction, _parse_name(frame.names[j])[1])
+            if metric in knowledge.STALL_METRICS and med[j] > 0 and fmed[j] < 0.1 * med[j]:
+                role, w = "cause", 0.8  # stopped, not slower
             on_idx = np.flatnonzero((onset_z[:-1] > Z_ONSET) & (onset_z[1:] > Z_ONSET)) if nF > 1 else np.zeros(0, int)
             onset = int(ts_f[on_idx[0]]) if len(on_idx) else None
             self._signal(c, j, metric, float(fmed[j]), float(med[j]), float(scale[j]), zs, onset, role, w)
@@ -525,6 +538,8 @@ class _Ctx:
                 eid = f"model:{ev.entity['model_name']}"
             if eid is None:
                 continue
+            if self.fold.get(eid, eid) not in self.dist:
+                continue  # outside the symptom's neighbourhood
             c = self.cand(eid)
             if c is None:
                 continue
@@ -601,12 +616,38 @@ class _Ctx:
     # -------------------------------------------------------------- peers and common causes
     def _own(self, c: _Cand, *, cause_only: bool = False) -> float:
         sig = [s for s in c.signals if not cause_only or s.role != "effect"]
-        vals = sorted((min(s.z, Z_CAP) * _w(s) for s in sig), reverse=True)
+        if c.kind in OBSERVED_KINDS:
+            # a shared entity seen by many clients (storage: every node's mount; a service: every
+            # replica) is slow when most of them see it: one score per metric, the clients' median
+            best: dict[str, SignalEvidence] = {}
+            for s in sig:
+                if s.metric not in best or s.z > best[s.metric].z:
+                    best[s.metric] = s
+            vals = []
+            for m, s in best.items():
+                cols = self.by_metric.get(m, {}).get(c.id, [])
+                per_client: dict[str, float] = {}
+                for j in cols:
+                    who = self._client(j)
+                    per_client[who] = max(per_client.get(who, 0.0), float(self.col_z[j]))
+                z = float(np.median(list(per_client.values()))) if len(per_client) > 2 else s.z
+                vals.append(min(z, Z_CAP) * _w(s))
+            vals.sort(reverse=True)
+        else:
+            vals = sorted((min(s.z, Z_CAP) * _w(s) for s in sig), reverse=True)
         return sum(v * wt for v, wt in zip(vals, (1.0, 0.5, 0.25), strict=False))
+
+    def _client(self, j: int) -> str:
+        """Who observed column ``j`` (its host), for entities many clients observe."""
+        assert self.frame is not None
+        labels = _parse_name(self.frame.names[j])[1]
+        return host_of(labels) or labels.get("instance", "") or str(j)
 
     def peers_and_rollups(self, extra_hosts: set[str]) -> None:
         for c in self.c.values():
-            c.own = self._own(c)
+            # the symptom's own effects (its step time, its data-loader wait) are the symptom, not
+            # evidence that it is its own cause
+            c.own = self._own(c, cause_only=c.id in self.sym)
             c.own_cause = self._own(c, cause_only=True)
         topo, at = self.topo, self.at
         # peer comparison: GPUs of a node, GPUs of a job, the nodes of a job or service
@@ -637,36 +678,57 @@ class _Ctx:
             if tier[s.id] != "spine":
                 nodes = [m for m in topo.related(s.id, "node-links-switch", outgoing=False, at_ms=at) if m in self.c]
                 self._rollup(s, nodes, score=lambda m: m.net)
+        snap = {c.id: c.rollup for c in sw}  # every spine judges the leaves as they were
         for s in sw:
             if tier[s.id] == "spine":
                 leaves = [m for m in topo.related(s.id, "switch-links-switch", outgoing=False, at_ms=at) if m in self.c]
-                self._rollup(s, leaves, score=lambda m: m.rollup)
+                self._rollup(s, leaves, score=lambda m: snap.get(m.id, 0.0))
+        # a job whose GPUs all changed alike is its own common cause only when nothing it depends
+        # on in common (the shared storage, the fabric) shows a cause of its own
+        shared = [c for c in self.c.values() if c.kind in ("storage", "switch") and c.cause_anomaly >= ANOMALOUS]
         for j in [c for c in self.c.values() if c.kind == "job"]:
             gpus = [m for m in topo.related(j.id, "job-uses-gpu", at_ms=self.t_on) if m in self.c]
-            self._rollup(j, gpus, effect_only=True)
+            explained = any(self.dist.get(x.id, 99) <= MAX_DEPTH for x in shared)
+            self._rollup(j, gpus, effect_only=True, factor=0.25 if explained else 0.5)
+            # its own stall is explained by a dependency with strong evidence of its own (a GPU
+            # off the bus hangs the job until the watchdog)
+            below = max((self.c[x].cause_anomaly for x in self.c if x != j.id and self.dist.get(x, 99) <= MAX_DEPTH), default=0.0)
+            if j.id in self.sym and below >= 3 * ANOMALOUS:
+                j.demote *= 0.5
 
     def _compare(self, group: str, members: list[str]) -> None:
         if len(members) < 3:
             return
+        cache: dict[str, tuple[float, float, int] | None] = {}
         for mid in members:
             c = self.c[mid]
             for s in c.signals[:3]:
                 if s.role == "absent":
                     continue
-                vals = []
-                for other in members:
-                    js = self.by_metric.get(s.metric, {}).get(other)
-                    if js:
-                        vals.append(float(np.nanmedian([self.col_value[j] for j in js])) if other != mid else s.value)
-                if len(vals) < 3:
+                if s.metric not in cache:
+                    per = self.by_metric.get(s.metric, {})
+                    vals = []
+                    for other in members:
+                        js = per.get(other)
+                        if js:
+                            v = self.col_value[js]
+                            v = v[np.isfinite(v)]
+                            if len(v):
+                                vals.append(float(np.median(v)))
+                    if len(vals) < 3:
+                        cache[s.metric] = None
+                    else:
+                        arr = np.asarray(vals)
+                        med = float(np.median(arr))
+                        cache[s.metric] = (med, float(np.median(np.abs(arr - med))) * 1.4826, len(vals))
+                got = cache[s.metric]
+                if got is None:
                     continue
-                others = np.asarray([v for v in vals if v == v])
-                med = float(np.median(others))
-                mad = float(np.median(np.abs(others - med))) * 1.4826
+                med, mad, n = got
                 scale = max(mad, 0.02 * abs(med), s.scale, 1e-9)
                 z = (s.value - med) / scale
                 out = abs(z) > 3.0
-                c.peers.append(PeerEvidence(group, s.metric, s.value, med, z, len(vals), out, _peer_query(s.metric, group, self.topo, members)))
+                c.peers.append(PeerEvidence(group, s.metric, s.value, med, z, n, out, _peer_query(s.metric, group, self.topo, members)))
                 if out and s.role == "cause":
                     c.outlier_in.add(group)
                 break
@@ -679,6 +741,7 @@ class _Ctx:
         min_members: int = 2,
         effect_only: bool = False,
         score: Any = None,
+        factor: float = 1.0,
     ) -> None:
         """When most members of a group are anomalous alike, the group's entity is the suspect."""
         ms = [self.c[m] for m in members]
@@ -690,7 +753,7 @@ class _Ctx:
         if f < 0.6:
             return
         scores = sorted(val(m) for m in anomalous)
-        c.rollup += f * scores[len(scores) // 2] * (0.5 if effect_only else 1.0)
+        c.rollup += f * scores[len(scores) // 2] * factor
         c.members = sorted(set(c.members) | {m.id for m in anomalous})
         for m in anomalous:
             if c.id not in m.outlier_in:
@@ -718,8 +781,8 @@ class _Ctx:
             if c0 is not None and c0.anomaly < 1.0:
                 c0.own = max(c0.own, 1.0)
         for c in self.c.values():
-            if c.id in self.fold:
-                continue
+            if c.id in self.fold or c.id not in self.dist:
+                continue  # folded into its service, or read only to judge a common cause
             a = c.anomaly
             if a <= 0:
                 continue
@@ -759,11 +822,34 @@ class _Ctx:
         return out
 
     def _path(self, eid: str, sym: list[str]) -> list[dict[str, Any]]:
+        """The dependency path from the cause to a symptom entity (a walk over the neighbourhood)."""
         for s in sym:
+            if eid == s:
+                return []
             for t in (self.at, self.t_on):
-                p = self.topo.path(eid, s, t)
-                if p is not None:
-                    return [st.to_dict() for st in p]
+                parent: dict[str, tuple[str, Any]] = {s: (s, None)}
+                frontier = [s]
+                depth = 0
+                while frontier and eid not in parent and depth < MAX_DEPTH:
+                    nxt = []
+                    for cur in frontier:
+                        for e, is_src in self.topo._edges_of(cur, t):
+                            d = DEPENDS.get(e.kind)
+                            if d is None or (d == "src") != is_src:
+                                continue  # only along "cur depends on other"
+                            other = e.dst if is_src else e.src
+                            if other not in parent:
+                                parent[other] = (cur, e)
+                                nxt.append(other)
+                    frontier, depth = sorted(nxt), depth + 1
+                if eid in parent:
+                    steps = []
+                    x = eid
+                    while x != s:
+                        prev, e = parent[x]
+                        steps.append({"from": x, "relation": e.kind, "to": prev, "forward": e.src == x})
+                        x = prev
+                    return steps
         return []
 
 

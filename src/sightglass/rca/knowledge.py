@@ -58,6 +58,9 @@ _ROLES: list[tuple[str, str, float, int]] = [
 # series whose value is an age (a sawtooth with a ceiling while healthy): compared with the
 # highest value they showed in the baseline, not with their median
 AGE_METRICS = ("data_pipeline_freshness_seconds",)
+# progress counters of a workload: their rate falling to ~0 (not just slower) is the workload's own
+# state (a hang), a cause on the job itself rather than an effect of something below it
+STALL_METRICS = ("training_steps_total",)
 # node_cpu_seconds_total modes that are a load (a noisy neighbour), not a wait on something else
 CPU_LOAD_MODES = ("user", "system", "nice", "softirq", "irq", "steal")
 
@@ -74,6 +77,35 @@ COUNTER_LIKE = (
     "DCGM_FI_DEV_POWER_VIOLATION",
 )
 NETWORK_PREFIXES = ("node_infiniband_", "ib_switch_")
+
+# signals not read at all: neither a cause nor an effect that tells a workload's state apart
+SKIP_READING = frozenset(
+    {
+        "DCGM_FI_DEV_FB_FREE",
+        "DCGM_FI_DEV_FB_RESERVED",
+        "DCGM_FI_DEV_ENC_UTIL",
+        "DCGM_FI_DEV_DEC_UTIL",
+        "DCGM_FI_DEV_MEM_COPY_UTIL",
+        "DCGM_FI_PROF_SM_OCCUPANCY",
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+        "node_infiniband_rate_bytes_per_second",
+        "node_infiniband_port_packets_transmitted_total",
+        "node_infiniband_port_packets_received_total",
+        "node_infiniband_port_data_received_bytes_total",
+        "node_filesystem_avail_bytes",
+        "node_disk_written_bytes_total",
+        "node_disk_read_bytes_total",
+        "node_disk_io_time_seconds_total",
+        "node_network_transmit_bytes_total",
+        "node_network_receive_bytes_total",
+        "kube_pod_info",
+        "kube_pod_status_phase",
+    }
+)
+SKIP_READING_PREFIXES = ("vllm:request_queue_time_seconds", "vllm:e2e_request_latency_seconds")
 
 # throttle reasons (DCGM_FI_DEV_CLOCKS_EVENT_REASONS) that are evidence of a cause
 REASON_WEIGHT = {

@@ -69,9 +69,6 @@ def entity_of_labels(
         for eid in (alias, f"gpu:{host}/{labels['gpu']}"):
             if known(eid):
                 return eid
-        for e in topo.entities("gpu"):
-            if e.labels.get("Hostname") == host and e.labels.get("gpu") == labels["gpu"]:
-                return e.id
     if labels.get("slurm_job_id") and known(f"job:{labels['slurm_job_id']}"):
         return f"job:{labels['slurm_job_id']}"
     for label, prefix in (("model_name", "model"), ("model", "model"), ("pipeline", "pipeline")):
