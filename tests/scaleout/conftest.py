@@ -61,6 +61,18 @@ def vm() -> Iterator[Peer]:
         srv.stop()
 
 
+@pytest.fixture
+def own_vm() -> Iterator[Peer]:
+    """A VictoriaMetrics of the test's own: nothing else's samples move its newest-sample clock."""
+    if not _peers.have(_peers.VM_BIN):
+        pytest.skip("victoria-metrics is not installed (apt-get install victoria-metrics)")
+    srv = start_vm()
+    try:
+        yield Peer("vm", f"http://127.0.0.1:{srv.port}", srv)
+    finally:
+        srv.stop()
+
+
 @pytest.fixture(scope="session")
 def prom() -> Iterator[Peer]:
     if not _peers.have(_peers.PROM_BIN):

@@ -63,7 +63,7 @@ def _remote(peer: Peer, dsn: str, cap: Capture) -> tuple[Any, Any]:
         _peers_flush(peer)
     # a fresh process' view: nothing known but what the backends hold
     reader = ScaleOutStore(
-        RemoteMetricStore(RemoteOptions(peer.url, None, refresh_every_s=0)),
+        RemoteMetricStore(RemoteOptions(peer.url, None, refresh_every_s=3600)),
         PostgresCatalog(dsn),
         BackendsConfig(),
     )
