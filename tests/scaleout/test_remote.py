@@ -200,3 +200,13 @@ async def _api_checks(app: Any, store: Any, vm: Peer) -> None:
         assert SeriesKey.of(metric, {"gpu": "0"}) in store.index.ids
         assert json.dumps(stats)  # serialisable
         assert np.isfinite(store.metrics.newest_ms)
+
+
+def test_backends_check_command(prom: Peer, tmp_path: Path) -> None:
+    env = {"SIGHTGLASS_DATA": str(tmp_path / "d")}
+    r = CliRunner().invoke(cli, ["backends", "check", "--attach", prom.url, "--json"], env=env)
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["read_only"] is True and info["backend"] == prom.url and info["catalog"] == "duckdb"
+    r = CliRunner().invoke(cli, ["backends", "check"], env=env)
+    assert r.exit_code != 0 and "no [backends] metrics" in r.output
