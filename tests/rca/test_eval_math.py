@@ -83,3 +83,19 @@ def test_external_rows() -> None:
     s = summarize(scores)
     assert s["sightglass"]["overall"]["AC@1"] == 0.5 and s["sightglass"]["overall"]["AC@3"] == 1.0
     assert s["sightglass"]["overall"]["chance_AC@1"] == pytest.approx((1 / 5 + 1 / 4) / 2)
+
+
+def test_external_rows_per_system_and_unreadable_cases_count_as_misses() -> None:
+    rows = [
+        {"case": "ob1", "system": "OB", "fault": "cpu", "truth": "a", "candidates": 2,
+         "methods": {"sightglass": {"ranking": ["a"], "seconds": 0.1}}},
+        {"case": "tt1", "system": "TT", "fault": "cpu", "truth": "b", "candidates": 2,
+         "methods": {"sightglass": {"ranking": ["b"], "seconds": 0.1}}},
+        {"case": "tt2", "system": "", "fault": "", "truth": "", "candidates": 0, "methods": {},
+         "error": "tt2: no inject_time.txt"},
+    ]
+    scores = scores_from_external(rows)
+    methods = {s.method for s in scores}
+    assert methods == {"sightglass [OB]", "sightglass [TT]", "sightglass"}
+    broken = [s for s in scores if s.case == "tt2"]
+    assert len(broken) == 1 and broken[0].rank is None and "inject_time" in (broken[0].error or "")

@@ -235,17 +235,35 @@ def evaluate_sim(
 
 # ---------------------------------------------------------------------- public benchmarks
 def scores_from_external(rows: Sequence[Mapping[str, Any]]) -> list[CaseScore]:
-    """Turn ``sightglass.rca.external.evaluate_cases`` rows into scores (item == truth)."""
+    """Turn ``sightglass.rca.external.evaluate_cases`` rows into scores (item == truth).
+
+    Each benchmark system (Nezha's Online Boutique and Train Ticket) is its own method label, so the
+    summary is per system, never pooled only. A case that could not be read counts as a miss of every
+    method seen on the other cases, with its error, rather than vanishing from the denominator.
+    """
     out: list[CaseScore] = []
+    seen_methods = sorted({str(m) for r in rows for m in (r.get("methods") or {})}) or ["sightglass"]
     for r in rows:
         truth = str(r.get("truth", ""))
         n = int(r.get("candidates") or 0)
-        for method, m in (r.get("methods") or {}).items():
+        system = str(r.get("system") or "")
+        suffix = f" [{system}]" if system else ""
+        methods = r.get("methods") or {}
+        if r.get("error") and not methods:
+            for method in seen_methods:
+                out.append(
+                    CaseScore(
+                        str(r.get("case", "")), str(r.get("fault") or "unreadable"), method + suffix, None,
+                        n, False, 0.0, [], str(r["error"]),
+                    )
+                )
+            continue
+        for method, m in methods.items():
             ranking = [str(x) for x in (m.get("ranking") or [])]
             rank = next((i + 1 for i, x in enumerate(ranking) if x == truth), None)
             out.append(
                 CaseScore(
-                    str(r.get("case", "")), str(r.get("fault", "unknown")), str(method), rank if rank is not None and rank <= 5 else None,
+                    str(r.get("case", "")), str(r.get("fault", "unknown")), str(method) + suffix, rank if rank is not None and rank <= 5 else None,
                     n, bool(n), float(m.get("seconds") or 0.0), ranking[:5], m.get("error"),
                 )
             )

@@ -51,7 +51,7 @@ def run_eval(paths: list[str], fmt: str, *, with_baro: bool = True, progress: bo
             def step(*_a: Any, **_k: Any) -> None:
                 bar.advance(task)
 
-            rows = evaluate_cases(list(paths), fmt, progress=step)
+            rows = evaluate_cases(list(paths), fmt, progress=step, with_baro=with_baro)
         scores = scores_from_external(rows)
     baro_errors = sorted({s.error for s in scores if s.method == "baro" and s.error})
     notes.extend(baro_errors[:3])
