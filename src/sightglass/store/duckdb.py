@@ -55,6 +55,8 @@ from sightglass.model import (
 )
 from sightglass.store.base import LimitExceeded, StoreError, WriteResult
 from sightglass.store.index import SeriesIndex
+from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row
+from sightglass.store.rows import to_json as _json
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +119,6 @@ _MAX_TS_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 def _day_of(ts_ms: int) -> str:
     ts_ms = min(max(ts_ms, 0), _MAX_TS_MS)
     return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).strftime("%Y%m%d")
-
-
-def _json(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), sort_keys=True, default=str)
 
 
 class DuckDBStore:
@@ -843,21 +841,7 @@ class DuckDBStore:
         return len(rows)
 
     def append_events(self, events: Sequence[Event]) -> int:
-        return self._catalog_write(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    e.ts_ms,
-                    e.end_ts_ms,
-                    e.kind,
-                    e.severity,
-                    e.source,
-                    _json(dict(e.entity)),
-                    _json(dict(e.attributes)),
-                )
-                for e in events
-            ],
-        )
+        return self._catalog_write("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", [event_row(e) for e in events])
 
     def query_events(
         self,
@@ -909,25 +893,7 @@ class DuckDBStore:
 
     def append_spans(self, spans: Sequence[Span]) -> int:
         return self._catalog_write(
-            "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    s.trace_id,
-                    s.span_id,
-                    s.parent_span_id,
-                    s.name,
-                    s.kind,
-                    s.start_ns,
-                    s.end_ns,
-                    s.status_code,
-                    s.status_message,
-                    s.service,
-                    _json(dict(s.attributes)),
-                    _json(dict(s.resource)),
-                    _json(list(s.events)),
-                )
-                for s in spans
-            ],
+            "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [span_row(s) for s in spans]
         )
 
     def query_spans(self, trace_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
@@ -942,48 +908,13 @@ class DuckDBStore:
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
     def append_logs(self, logs: Sequence[LogRecord]) -> int:
-        return self._catalog_write(
-            "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.ts_ns,
-                    r.observed_ns,
-                    r.severity_number,
-                    r.severity_text,
-                    r.body,
-                    r.trace_id,
-                    r.span_id,
-                    r.service,
-                    _json(dict(r.attributes)),
-                    _json(dict(r.resource)),
-                )
-                for r in logs
-            ],
-        )
+        return self._catalog_write("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [log_row(r) for r in logs])
 
     def append_lineage(self, events: Sequence[LineageEvent]) -> int:
-        return self._catalog_write(
-            "INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    e.ts_ms,
-                    e.event_type,
-                    e.job_namespace,
-                    e.job_name,
-                    e.run_id,
-                    _json(list(e.inputs)),
-                    _json(list(e.outputs)),
-                    _json(dict(e.payload)),
-                )
-                for e in events
-            ],
-        )
+        return self._catalog_write("INSERT INTO lineage VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [lineage_row(e) for e in events])
 
     def append_configs(self, snapshots: Sequence[ConfigSnapshot]) -> int:
-        return self._catalog_write(
-            "INSERT INTO configs VALUES (?, ?, ?, ?)",
-            [(s.ts_ms, _json(dict(s.entity)), _json(dict(s.config)), s.source) for s in snapshots],
-        )
+        return self._catalog_write("INSERT INTO configs VALUES (?, ?, ?, ?)", [config_row(c) for c in snapshots])
 
     def count(self, table: str) -> int:
         if not re.fullmatch(r"[a-z_0-9]+", table):

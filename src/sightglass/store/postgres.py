@@ -14,7 +14,6 @@ transaction.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 from sightglass.model import ConfigSnapshot, Entity, Event, LineageEvent, LogRecord, Relation, Span
 from sightglass.store.base import StoreError
+from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row, to_json
 
 SCHEMA_VERSION = 1
 
@@ -73,8 +73,7 @@ CREATE TABLE IF NOT EXISTS replicas (
 """
 
 
-def _j(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), sort_keys=True, default=str)
+_j = to_json
 
 
 def _now_ms() -> int:
@@ -168,10 +167,7 @@ class PostgresCatalog:
     # ------------------------------------------------------------------ events
     @staticmethod
     def event_rows(events: Sequence[Event]) -> list[tuple[Any, ...]]:
-        return [
-            (e.ts_ms, e.end_ts_ms, e.kind, e.severity, e.source, _j(dict(e.entity)), _j(dict(e.attributes)))
-            for e in events
-        ]
+        return [event_row(e) for e in events]
 
     EVENT_INSERT = (
         "INSERT INTO events (ts, end_ts, kind, severity, source, entity, attributes) "
@@ -228,24 +224,7 @@ class PostgresCatalog:
     def append_spans(self, spans: Sequence[Span]) -> int:
         return self._many(
             "INSERT INTO spans VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    s.trace_id,
-                    s.span_id,
-                    s.parent_span_id,
-                    s.name,
-                    s.kind,
-                    s.start_ns,
-                    s.end_ns,
-                    s.status_code,
-                    s.status_message,
-                    s.service,
-                    _j(dict(s.attributes)),
-                    _j(dict(s.resource)),
-                    _j(list(s.events)),
-                )
-                for s in spans
-            ],
+            [span_row(s) for s in spans],
         )
 
     def query_spans(self, trace_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
@@ -266,42 +245,13 @@ class PostgresCatalog:
         ]
 
     def append_logs(self, logs: Sequence[LogRecord]) -> int:
-        return self._many(
-            "INSERT INTO logs VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    r.ts_ns,
-                    r.observed_ns,
-                    r.severity_number,
-                    r.severity_text,
-                    r.body,
-                    r.trace_id,
-                    r.span_id,
-                    r.service,
-                    _j(dict(r.attributes)),
-                    _j(dict(r.resource)),
-                )
-                for r in logs
-            ],
-        )
+        return self._many("INSERT INTO logs VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", [log_row(r) for r in logs])
 
     def append_lineage(self, events: Sequence[LineageEvent]) -> int:
         return self._many(
             "INSERT INTO lineage (ts, event_type, job_namespace, job_name, run_id, inputs, outputs, payload) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    e.ts_ms,
-                    e.event_type,
-                    e.job_namespace,
-                    e.job_name,
-                    e.run_id,
-                    _j(list(e.inputs)),
-                    _j(list(e.outputs)),
-                    _j(dict(e.payload)),
-                )
-                for e in events
-            ],
+            [lineage_row(e) for e in events],
         )
 
     def lineage_since(self, ts_ms: int) -> list[tuple[int, str, str, str, str]]:
@@ -313,10 +263,7 @@ class PostgresCatalog:
         return [(int(t), ns, name, _j(i), _j(o)) for t, ns, name, i, o in rows]
 
     def append_configs(self, snapshots: Sequence[ConfigSnapshot]) -> int:
-        return self._many(
-            "INSERT INTO configs VALUES (%s, %s, %s, %s)",
-            [(s.ts_ms, _j(dict(s.entity)), _j(dict(s.config)), s.source) for s in snapshots],
-        )
+        return self._many("INSERT INTO configs VALUES (%s, %s, %s, %s)", [config_row(c) for c in snapshots])
 
     def configs(self, start_ms: int, end_ms: int) -> list[ConfigSnapshot]:
         rows = self._rows("SELECT ts, entity, config, source FROM configs WHERE ts >= %s AND ts <= %s ORDER BY ts",
