@@ -115,6 +115,14 @@ ProcessLabels = Callable[[int], Mapping[str, str]]
 """Attribution labels of a host PID (container, pod, user, command...)."""
 
 
+NVLINK_ERROR_COUNTERS = (  # (NvLink field, dcgm-exporter name, HELP), summed over the links
+    ("crc_flit_errors", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "Total number of NVLink flow-control CRC errors."),
+    ("crc_data_errors", "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", "Total number of NVLink data CRC errors."),
+    ("replay_errors", "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", "Total number of NVLink retries."),
+    ("recovery_errors", "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "Total number of NVLink recovery errors."),
+)
+
+
 @dataclass
 class _Known:
     info: GpuInfo
@@ -290,34 +298,8 @@ class GpuCollector:
                     tx_rate += (link.tx_kib - prev[1]) * 1024 / dt
                     rx_rate += (link.rx_kib - prev[2]) * 1024 / dt
                     have_rate = True
-        out.add(
-            "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
-            lb,
-            totals["crc_flit_errors"] if seen["crc_flit_errors"] else None,
-            type=C,
-            help="Total number of NVLink flow-control CRC errors.",
-        )
-        out.add(
-            "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
-            lb,
-            totals["crc_data_errors"] if seen["crc_data_errors"] else None,
-            type=C,
-            help="Total number of NVLink data CRC errors.",
-        )
-        out.add(
-            "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
-            lb,
-            totals["replay_errors"] if seen["replay_errors"] else None,
-            type=C,
-            help="Total number of NVLink retries.",
-        )
-        out.add(
-            "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
-            lb,
-            totals["recovery_errors"] if seen["recovery_errors"] else None,
-            type=C,
-            help="Total number of NVLink recovery errors.",
-        )
+        for key, name, help_ in NVLINK_ERROR_COUNTERS:
+            out.add(name, lb, totals[key] if seen[key] else None, type=C, help=help_)
         if have_rate:
             out.add(
                 "DCGM_FI_PROF_NVLINK_TX_BYTES",
