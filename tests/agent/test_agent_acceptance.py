@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from agent_paths import FIXTURES
 
-from conftest import FIXTURES
 from sightglass.agent.assemble import build
 from sightglass.agent.collection import Collection
 from sightglass.agent.config import AgentConfig

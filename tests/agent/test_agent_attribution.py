@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from agent_paths import FIXTURES
 
-from conftest import FIXTURES
 from sightglass.agent.attribution import Attributor, container_of, parse_cgroup, pod_of
 from sightglass.agent.collection import Collection
 from sightglass.agent.gpu import GpuCollector

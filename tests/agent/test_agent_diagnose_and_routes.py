@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from agent_paths import FIXTURES
 from click.testing import CliRunner
 
-from conftest import FIXTURES
 from sightglass.agent.collection import Collection
 from sightglass.agent.config import AgentConfig, load_agent_config
 from sightglass.agent.diagnose import diagnose

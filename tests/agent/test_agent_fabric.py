@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 import pytest
+from agent_paths import EXPOSITION, FIXTURES
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import EXPOSITION, FIXTURES
 from sightglass.agent.collection import Collection
 from sightglass.agent.infiniband import InfinibandCollector, parse_rate_bytes_per_second
 from sightglass.agent.storage import LustreCollector, NFSCollector, parse_lustre_stats, parse_mountstats

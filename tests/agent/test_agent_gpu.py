@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_paths import EXPOSITION, FIXTURES
 
-from conftest import EXPOSITION, FIXTURES
 from sightglass.agent.collection import Collection
 from sightglass.agent.config import AgentConfig
 from sightglass.agent.gpu import READING_FIELDS, GpuCollector, open_gpu_collector

@@ -16,8 +16,8 @@ from typing import Any
 
 import pynvml
 import pytest
+from agent_paths import FIXTURES
 
-from conftest import FIXTURES
 from sightglass.agent.collection import Collection
 from sightglass.agent.gpu import GpuCollector
 from sightglass.agent.nvml import GpuLost, NvmlUnavailable, PynvmlBackend

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+from scaleout_helpers import wait_for
 
-from conftest import wait_for
 from sightglass.config import Config
 from sightglass.ingest.remote_write import compress, encode_write_request
 from sightglass.promql.compliance import prometheus

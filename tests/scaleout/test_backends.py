@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scaleout_helpers import Capture, Peer, fresh_database
 
-from conftest import Capture, Peer, fresh_database
 from sightglass.analytics.runner import AnomalyRunner
 from sightglass.analytics.signals import load_signals
 from sightglass.model import ConfigSnapshot, Entity, Event, Matcher, Relation

@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from scaleout_helpers import Peer, fresh_database
 
-from conftest import Peer, fresh_database
 from sightglass.cli import cli
 from sightglass.config import Config, ConfigError
 from sightglass.ingest.remote_write import compress, encode_write_request

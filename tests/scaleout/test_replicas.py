@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import psycopg
+from scaleout_helpers import Capture, Peer, wait_for
 
-from conftest import Capture, Peer, wait_for
 from sightglass.model import SampleBatch
 from sightglass.simulate.fast import run_ingest
 from sightglass.simulate.faults import ScriptedFault

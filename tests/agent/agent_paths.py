@@ -1,3 +1,5 @@
+"""Paths the agent tests read: recorded fixtures, and the shared exporter outputs beside the repo."""
+
 from __future__ import annotations
 
 import os
