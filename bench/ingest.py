@@ -26,7 +26,10 @@ from __future__ import annotations
 import argparse
 import gc
 import gzip
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -261,7 +264,12 @@ def run_path(name: str, bodies: list[list[bytes]], fleet: _fleet.Fleet, args: ar
                 if status in (404, 405):
                     res.skipped = f"route {url} not served by this Sightglass build (HTTP {status})"
                     return
-            t0, t1, t2, steady_cpu, total_cpu = push(srv, url, headers, bodies, args.threads)
+            spy = _start_profiler(srv, name, r, args.profile) if engine == "sightglass" else None
+            try:
+                t0, t1, t2, steady_cpu, total_cpu = push(srv, url, headers, bodies, args.threads)
+            finally:
+                if spy is not None:
+                    _stop_profiler(spy)
             peak = srv.peak_rss()
             if engine == "vm":
                 stored, disk, note = finish_vm(srv, expected, window_s, last_ms)
@@ -285,6 +293,35 @@ def run_path(name: str, bodies: list[list[bytes]], fleet: _fleet.Fleet, args: ar
             + (f" [{note}]" if note else ""),
             flush=True,
         )
+
+
+def _start_profiler(
+    srv: _peers.Server, name: str, r: int, out_dir: str | None
+) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` of the server (and its worker processes) while the load runs, if asked."""
+    if not out_dir:
+        return None
+    exe = shutil.which("py-spy")
+    if exe is None:
+        print("  (--profile: py-spy not on PATH; pip install py-spy)", flush=True)
+        return None
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) / f"{name}-round{r + 1}.txt"
+    argv = [exe, "record", "--pid", str(srv.pid), "--subprocesses", "--format", "raw", "--rate", "200", "--gil",
+            "--output", str(out)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches before the first request
+    print(f"  (profiling {name} into {out})", flush=True)
+    return proc
+
+
+def _stop_profiler(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _median(xs: list[float]) -> float:
@@ -407,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--store-report", action="store_true", help="print the Sightglass store's per-table sizes"
     )
+    ap.add_argument(
+        "--profile", metavar="DIR", default=None,
+        help="record the Sightglass server with py-spy (collapsed stacks, one file per path and round)",
+    )  # fmt: skip
     ap.add_argument("--start-ms", type=int, default=None, help="first timestamp [a UTC hour 2-3 h ago]")
     args = ap.parse_args(argv)
     if args.scrapes < 2:

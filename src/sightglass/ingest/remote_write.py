@@ -35,6 +35,7 @@ from google.protobuf.message import DecodeError, Message
 
 from sightglass.ingest.limits import BadRequest, UnsupportedMediaType, snappy_block_compress
 from sightglass.ingest.protowire import (
+    BYTES,
     DOUBLE,
     INT64,
     MESSAGE,
@@ -157,6 +158,15 @@ def _build_classes() -> dict[str, type[Message]]:
             ("metadata", 3, MESSAGE, REPEATED, ".prometheus.MetricMetadata", None),
         ],
     )
+    # the same wire format with each TimeSeries left as its raw bytes (the fast path's first step)
+    add_message(
+        v1,
+        "WriteRequestRaw",
+        [
+            ("timeseries", 1, BYTES, REPEATED, None, None),
+            ("metadata", 3, MESSAGE, REPEATED, ".prometheus.MetricMetadata", None),
+        ],
+    )
     pool.Add(v1)
 
     v2 = descriptor_pb2.FileDescriptorProto(
@@ -225,6 +235,9 @@ def _build_classes() -> dict[str, type[Message]]:
     pool.Add(v2)
     names = {
         "WriteRequest": "prometheus.WriteRequest",
+        "WriteRequestRaw": "prometheus.WriteRequestRaw",
+        "TimeSeries": "prometheus.TimeSeries",
+        "Sample": "prometheus.Sample",
         "V2Request": "io.prometheus.write.v2.Request",
     }
     return {k: message_factory.GetMessageClass(pool.FindMessageTypeByName(v)) for k, v in names.items()}
@@ -235,6 +248,20 @@ WriteRequest = _CLASSES["WriteRequest"]
 """``prometheus.WriteRequest`` (remote-write 1.0), a protobuf message class built at import."""
 V2Request = _CLASSES["V2Request"]
 """``io.prometheus.write.v2.Request`` (remote-write 2.0)."""
+_WriteRequestRaw = _CLASSES["WriteRequestRaw"]
+_TimeSeries = _CLASSES["TimeSeries"]
+_Sample = _CLASSES["Sample"]
+
+# A TimeSeries with one float sample ends in its ``samples`` field: tag 0x12, a one-byte length, then
+# the Sample. With a millisecond timestamp of this century (a 6-byte varint) that Sample is 16 bytes
+# ("0x09 <8-byte double> 0x10 <varint>"), or 7 when the value is 0.0 (proto3 leaves it out).
+_SAMPLE_TAG = 0x12
+_STEADY_SAMPLE_SIZES = (16, 7)
+_MAX_SAMPLE_SIZE = 1 + 8 + 1 + 10
+
+
+class _Fallback(Exception):
+    """The fast path met something it does not handle; the full decoder takes the request."""
 
 
 def negotiate_version(content_type: str | None) -> int:
@@ -292,10 +319,21 @@ class RemoteWriteDecoder:
         self.max_labels_per_series = max_labels_per_series
         self.cache_size = cache_size
         self._cache: dict[tuple[tuple[str, str], ...], SeriesKey] = {}
+        # fast path (1.0): the raw bytes of a TimeSeries' labels -> series number; keys by number
+        self._prefix: dict[bytes, int] = {}
+        self._keys: list[SeriesKey] = []
+        self._number_of: dict[SeriesKey, int] = {}
 
     # ------------------------------------------------------------------ public
     def decode(self, data: bytes, version: int = 1) -> RemoteWriteResult:
         """Decode a protobuf body of the given remote-write ``version`` (1 or 2)."""
+        if version == 1:
+            try:
+                return self._decode_v1_fast(data)
+            except _Fallback:
+                pass
+            except (BadRequest, DecodeError, RuntimeError, ValueError, IndexError):
+                pass  # the full decoder below finds the fault and words the error
         cls = WriteRequest if version == 1 else V2Request
         req = cls()
         try:
@@ -306,6 +344,131 @@ class RemoteWriteDecoder:
                 f"invalid remote-write {version}.0 protobuf: {detail} ({e})", reason="decode"
             ) from None
         return self._decode_v1(req) if version == 1 else self._decode_v2(req)
+
+    # ------------------------------------------------------------------ v1, fast
+    def _decode_v1_fast(self, data: bytes) -> RemoteWriteResult:
+        """Decode a 1.0 body of float samples without building a message object per label.
+
+        The body is split into its TimeSeries as raw bytes (in C). A series whose bytes are "known
+        label bytes + one Sample field" is resolved by one dict lookup on those label bytes, and its
+        Sample is decoded with numpy together with the others of its size. The label bytes were
+        cached only after the full parser read exactly those bytes as that series' labels and
+        nothing else, so a hit decodes the same as the full parser. Anything else (a new series,
+        several samples, histograms, exemplars) goes through the full TimeSeries parser, series by
+        series; a fault anywhere raises and the caller re-runs the whole body through
+        :meth:`_decode_v1`, which words the error exactly as before.
+        """
+        if len(self._keys) >= self.cache_size:
+            self._prefix.clear()
+            self._keys.clear()
+            self._number_of.clear()
+        req: Any = _WriteRequestRaw()
+        req.ParseFromString(data)
+        prefix_get = self._prefix.get
+        numbers: list[int] = []  # series number per sample, steady samples first
+        by_size: dict[int, list[bytes]] = {k: [] for k in _STEADY_SAMPLE_SIZES}
+        by_size_pos: dict[int, list[int]] = {k: [] for k in _STEADY_SAMPLE_SIZES}
+        other_pos: list[int] = []
+        other_ts: list[int] = []
+        other_vals: list[float] = []
+        k0, k1 = _STEADY_SAMPLE_SIZES
+        p0, p1 = by_size[k0], by_size[k1]
+        q0, q1 = by_size_pos[k0], by_size_pos[k1]
+        for tsb in req.timeseries:
+            n = len(tsb)
+            c = n - k0 - 2
+            if c >= 0 and tsb[c] == _SAMPLE_TAG and tsb[c + 1] == k0:
+                num = prefix_get(tsb[:c])
+                if num is not None:
+                    q0.append(len(numbers))
+                    numbers.append(num)
+                    p0.append(tsb[c + 2 :])
+                    continue
+            c = n - k1 - 2
+            if c >= 0 and tsb[c] == _SAMPLE_TAG and tsb[c + 1] == k1:
+                num = prefix_get(tsb[:c])
+                if num is not None:
+                    q1.append(len(numbers))
+                    numbers.append(num)
+                    p1.append(tsb[c + 2 :])
+                    continue
+            self._series_slow(tsb, numbers, other_pos, other_ts, other_vals)
+        total = len(numbers)
+        ts = np.empty(total, dtype=np.int64)
+        values = np.empty(total, dtype=np.float64)
+        for k in _STEADY_SAMPLE_SIZES:
+            if by_size_pos[k]:
+                pos = np.asarray(by_size_pos[k], dtype=np.int64)
+                ts[pos], values[pos] = _decode_samples(by_size[k], k)
+        if other_pos:
+            pos = np.asarray(other_pos, dtype=np.int64)
+            ts[pos] = np.asarray(other_ts, dtype=np.int64)
+            values[pos] = np.asarray(other_vals, dtype=np.float64)
+        metadata: dict[str, MetricMetadata] = {}
+        for md in req.metadata:
+            t = _METRIC_TYPES[md.type] if md.type < len(_METRIC_TYPES) else MetricType.UNKNOWN
+            if md.metric_family_name:
+                metadata[md.metric_family_name] = MetricMetadata(md.metric_family_name, t, md.help, md.unit)
+        keys = self._keys
+        if total:
+            uniq, inverse = np.unique(np.asarray(numbers, dtype=np.int64), return_inverse=True)
+            series = [keys[i] for i in uniq.tolist()]
+        else:
+            inverse, series = np.empty(0, dtype=np.int64), []
+        stale_mask = values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+        batch = SampleBatch(
+            series=series,
+            series_index=inverse.astype(np.int64, copy=False),
+            ts_ms=ts,
+            values=values,
+            stale=stale_mask if stale_mask.any() else None,
+            metadata=metadata,
+        )
+        return RemoteWriteResult(batch, samples=total)
+
+    def _series_slow(
+        self, tsb: bytes, numbers: list[int], pos: list[int], tss: list[int], vals: list[float]
+    ) -> None:
+        """One TimeSeries through the full parser (validated); caches its label bytes when it can."""
+        ts: Any = _TimeSeries()
+        ts.ParseFromString(tsb)
+        if ts.histograms or ts.exemplars:
+            raise _Fallback
+        raw = tuple([(lb.name, lb.value) for lb in ts.labels])
+        key = self._cache.get(raw)
+        if key is None:
+            key = self._key(raw)  # raises BadRequest for an invalid series
+        samples = ts.samples
+        if not samples:
+            return
+        num = self._number_of.get(key)
+        if num is None:
+            num = self._number_of[key] = len(self._keys)
+            self._keys.append(key)
+        for s in samples:
+            pos.append(len(numbers))
+            numbers.append(num)
+            tss.append(s.timestamp)
+            vals.append(s.value)
+        if len(samples) == 1:
+            self._learn_prefix(tsb, ts, num)
+
+    def _learn_prefix(self, tsb: bytes, ts: Any, num: int) -> None:
+        """Cache the label bytes of ``tsb`` if it is exactly "labels, then one Sample field"."""
+        n = len(tsb)
+        for k in range(min(_MAX_SAMPLE_SIZE, n - 2), -1, -1):
+            c = n - k - 2
+            if tsb[c] != _SAMPLE_TAG or tsb[c + 1] != k:
+                continue
+            head: Any = _TimeSeries()
+            try:
+                head.ParseFromString(tsb[:c])
+            except (DecodeError, RuntimeError, ValueError):
+                continue
+            if head.samples or head.histograms or head.exemplars or list(head.labels) != list(ts.labels):
+                continue
+            self._prefix[tsb[:c]] = num
+            return
 
     # ------------------------------------------------------------------ v1
     def _decode_v1(self, req: Any) -> RemoteWriteResult:
@@ -413,6 +576,34 @@ class RemoteWriteDecoder:
             self._cache.clear()
         self._cache[raw] = key
         return key
+
+
+def _decode_samples(payloads: list[bytes], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps, values) of Sample messages of ``size`` bytes each, decoded together by numpy.
+
+    The common layouts ("0x09 <double> 0x10 <6-byte varint>" for 16 bytes, "0x10 <6-byte varint>"
+    for 7) are read column-wise; a payload of another layout goes through the protobuf parser.
+    """
+    m = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(-1, size)
+    if size == 16:
+        ok = (m[:, 0] == 0x09) & (m[:, 9] == 0x10)
+        varint = m[:, 10:16]
+        values = m[:, 1:9].copy().view("<f8").reshape(-1)
+    else:
+        ok = m[:, 0] == 0x10
+        varint = m[:, 1:7]
+        values = np.zeros(len(m), dtype=np.float64)
+    ok &= np.all(varint[:, :5] >= 0x80, axis=1) & (varint[:, 5] < 0x80)
+    seven = (varint & 0x7F).astype(np.int64)
+    ts = np.zeros(len(m), dtype=np.int64)
+    for j in range(6):
+        ts |= seven[:, j] << (7 * j)
+    if not ok.all():
+        for i in np.flatnonzero(~ok).tolist():
+            s: Any = _Sample()
+            s.ParseFromString(payloads[i])
+            ts[i], values[i] = s.timestamp, s.value
+    return ts, values
 
 
 def _show(raw: Sequence[tuple[str, str]]) -> str:
