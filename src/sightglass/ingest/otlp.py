@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
@@ -58,10 +58,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from sightglass.ingest.limits import BadRequest, UnsupportedMediaType
 from sightglass.ingest.otlp_json import to_kwargs
-from sightglass.ingest.protowire import describe_decode_error
+from sightglass.ingest.protowire import BYTES, REPEATED, add_message, describe_decode_error
 from sightglass.model import (
     ExpHistogramPoint,
     Labels,
@@ -290,6 +291,23 @@ def _clean_unit(word: str) -> str:
 
 
 # ---------------------------------------------------------------------- metrics
+def _raw_points_class() -> Any:
+    """``{repeated bytes data_points = 1}``: a Gauge or Sum with its points left as raw bytes."""
+    pool = descriptor_pool.DescriptorPool()
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="sightglass/otlp_raw.proto", package="sightglass", syntax="proto3"
+    )
+    add_message(fdp, "RawPoints", [("data_points", 1, BYTES, REPEATED, None, None)])
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("sightglass.RawPoints"))
+
+
+_RawPoints = _raw_points_class()
+# NumberDataPoint tags: start_time_unix_nano (2, fixed64), time_unix_nano (3, fixed64),
+# as_double (4, double), as_int (6, sfixed64)
+_START_TAG, _TIME_TAG, _DOUBLE_TAG, _INT_TAG = 0x11, 0x19, 0x21, 0x31
+
+
 class _Rejected(Exception):
     pass
 
@@ -313,10 +331,17 @@ class MetricsResult:
 class _Acc:
     """Columns of one request. Series are indexed by ``id()`` of canonical keys (see ``canonical``)."""
 
-    __slots__ = ("canonical", "hists", "idx", "index_by_id", "metadata", "series", "stale", "ts", "vals")
+    __slots__ = (
+        "canonical", "head_pos", "heads", "hists", "idx", "index_by_id", "metadata", "now", "series", "stale",
+        "ts", "vals",
+    )  # fmt: skip
 
     def __init__(self, canonical: Any) -> None:
         self.canonical = canonical
+        # fast-path rows: the 17 bytes "time, value tag, value" of a point, and its row
+        self.heads: list[bytes] = []
+        self.head_pos: list[int] = []
+        self.now = 0
         self.series: list[SeriesKey] = []
         self.index_by_id: dict[int, int] = {}
         self.idx: list[int] = []
@@ -337,15 +362,30 @@ class _Acc:
         self.vals.append(value)
 
     def build(self) -> SampleBatch:
+        idx = np.array(self.idx, dtype=np.int64)
+        ts = np.array(self.ts, dtype=np.int64)
+        vals = np.array(self.vals, dtype=np.float64)
+        if self.heads:  # the fast path's points: times and values read together here
+            n = len(self.heads)
+            m = np.frombuffer(b"".join(self.heads), dtype=np.uint8).reshape(n, 17)
+            t = (m[:, 0:8].copy().view("<u8").reshape(n) // np.uint64(1_000_000)).astype(np.int64)
+            t[t == 0] = self.now
+            raw = m[:, 9:17].copy()
+            v = np.where(
+                m[:, 8] == _INT_TAG, raw.view("<i8").reshape(n).astype(np.float64), raw.view("<f8").reshape(n)
+            )
+            pos = np.array(self.head_pos, dtype=np.int64)
+            ts[pos] = t
+            vals[pos] = v
         stale = None
         if self.stale:
-            stale = np.zeros(len(self.ts), dtype=bool)
+            stale = np.zeros(len(ts), dtype=bool)
             stale[self.stale] = True
         return SampleBatch(
             series=self.series,
-            series_index=np.array(self.idx, dtype=np.int64),
-            ts_ms=np.array(self.ts, dtype=np.int64),
-            values=np.array(self.vals, dtype=np.float64),
+            series_index=idx,
+            ts_ms=ts,
+            values=vals,
             stale=stale,
             metadata=self.metadata,
             exp_histograms=self.hists,
@@ -373,20 +413,24 @@ class MetricsDecoder:
         self._labels: dict[tuple[Labels, tuple[tuple[str, str], ...]], Labels] = {}
         self._keys: dict[tuple[str, Labels], dict[tuple[tuple[str, str], ...], SeriesKey]] = {}
         self._canon: dict[tuple[str, Labels], SeriesKey] = {}
+        # fast path: per (metric, resource labels), a data point's attribute bytes -> series key
+        self._fast: dict[tuple[str, Labels], dict[bytes, SeriesKey]] = {}
         self._resources: dict[tuple[tuple[str, str], ...], tuple[Labels, tuple[tuple[str, str], ...]]] = {}
         self._names: dict[tuple[str, str, str, bool], str] = {}
+        self._metric_md: dict[tuple[str, str, str, str, bool, bool], MetricMetadata] = {}
         self._stored_metadata: dict[str, MetricMetadata] = {}
 
     def decode(self, req: Any) -> MetricsResult:
         if len(self._canon) >= self.cache_size:  # evict only between requests: keys must stay canonical
             self._canon.clear()
             self._keys.clear()
+            self._fast.clear()
             self._labels.clear()
         if len(self._resources) >= 100_000:
             self._resources.clear()
         acc = _Acc(self.canonical)
         res = MetricsResult(SampleBatch())
-        now = self._now_ms()
+        now = acc.now = self._now_ms()
         for rm in req.resource_metrics:
             base, info = self._resource(rm.resource)
             latest = 0
@@ -499,18 +543,11 @@ class MetricsDecoder:
                 self._names[ck] = name
         return name
 
-    def _metric(self, m: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int) -> int:
-        """Add one metric's points; returns the latest timestamp seen (ms)."""
-        kind = m.WhichOneof("data")
-        if kind is None:
-            raise _Rejected(f"metric {m.name!r} has no data")
-        data = getattr(m, kind)
-        monotonic = kind == "sum" and data.is_monotonic
+    def _metric_metadata(self, m: Any, kind: str, monotonic: bool, delta: bool) -> MetricMetadata:
+        """The Prometheus name, type, HELP and unit of an OTLP metric (cached by the caller)."""
         name = self._name(m, kind, monotonic)
         if not name:
             raise _Rejected(f"metric name {m.name!r} is empty after translation")
-        temporality = getattr(data, "aggregation_temporality", CUMULATIVE)
-        delta = temporality == DELTA
         if kind == "gauge" or (kind == "sum" and not monotonic and not delta):
             mtype = MetricType.GAUGE
         elif kind == "sum":
@@ -525,8 +562,28 @@ class MetricsDecoder:
         if delta:
             help_text += " (delta)"
         unit_word = _clean_unit(_UNITS.get(m.unit, "")) if "/" not in m.unit else ""
-        acc.metadata[name] = MetricMetadata(name, mtype, help_text, unit_word)
+        return MetricMetadata(name, mtype, help_text, unit_word)
+
+    def _metric(self, m: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int) -> int:
+        """Add one metric's points; returns the latest timestamp seen (ms)."""
+        kind = m.WhichOneof("data")
+        if kind is None:
+            raise _Rejected(f"metric {m.name!r} has no data")
+        data = getattr(m, kind)
+        monotonic = kind == "sum" and data.is_monotonic
+        temporality = getattr(data, "aggregation_temporality", CUMULATIVE)
+        mk = (m.name, m.unit, m.description, kind, monotonic, temporality == DELTA)
+        md = self._metric_md.get(mk)
+        if md is None:
+            md = self._metric_metadata(m, kind, monotonic, temporality == DELTA)
+            if len(self._metric_md) < 100_000:
+                self._metric_md[mk] = md
+        name = md.metric
+        acc.metadata[name] = md
         if kind in ("gauge", "sum"):
+            latest = self._numbers_fast(name, data, base, acc, res, now)
+            if latest is not None:
+                return latest
             return self._numbers(name, data.data_points, base, acc, res, now)
         if kind == "histogram":
             return self._histograms(name, data.data_points, base, acc, res, now)
@@ -539,6 +596,77 @@ class MetricsDecoder:
         if len(res.errors) < 5:
             res.errors.append(f"{name}: {why}")
 
+    def _numbers_fast(
+        self, name: str, data: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int
+    ) -> int | None:
+        """All points of a gauge/sum from their bytes, if every one is a plain point of a known series.
+
+        The metric's points are re-serialized (C; canonical field order: start time, time, value,
+        then attributes) and split into raw bytes. A point is "plain" when it is exactly
+        ``[start_time] time (as_double | as_int) <attribute bytes>``; its attribute bytes are looked
+        up in a cache that :meth:`_learn` fills only with bytes the full parser read as exactly those
+        attributes and nothing else. Times and values are then read by numpy. ``None`` (nothing
+        added) when any point is new or not plain: :meth:`_numbers` then takes the whole metric.
+        """
+        cache = self._fast.get((name, base))
+        if not cache:
+            return None
+        dps = _RawPoints.FromString(data.SerializeToString()).data_points
+        get = cache.get
+        keys: list[SeriesKey] = []
+        heads: list[bytes] = []
+        try:
+            for b in dps:
+                off = 9 if b[0] == _START_TAG else 0
+                tag = b[off + 9]
+                if b[off] != _TIME_TAG or (tag != _DOUBLE_TAG and tag != _INT_TAG):
+                    return None
+                key = get(b[off + 18 :])
+                if key is None:
+                    return None
+                keys.append(key)
+                heads.append(b[off + 1 : off + 18])
+        except IndexError:
+            return None
+        n = len(keys)
+        if not n:
+            return None
+        index = acc.index_by_id
+        series = acc.series
+        idx = acc.idx
+        start = len(idx)
+        for key in keys:
+            i = index.get(id(key))
+            if i is None:
+                i = index[id(key)] = len(series)
+                series.append(key)
+            idx.append(i)
+        acc.ts.extend([0] * n)
+        acc.vals.extend([0.0] * n)
+        acc.head_pos.extend(range(start, start + n))
+        acc.heads.extend(heads)
+        res.points += n
+        times = [int.from_bytes(h[:8], "little") // 1_000_000 for h in heads]
+        latest = max(times)
+        return max(latest, now) if min(times) == 0 else latest
+
+    def _learn(self, name: str, base: Labels, dp: Any, key: SeriesKey) -> None:
+        """Remember ``dp``'s attribute bytes as ``key`` if ``dp`` is a plain point (see _numbers_fast)."""
+        if dp.flags or dp.exemplars:
+            return
+        b = dp.SerializeToString()
+        off = 9 if b[:1] == bytes([_START_TAG]) else 0
+        if len(b) < off + 18 or b[off] != _TIME_TAG or b[off + 9] not in (_DOUBLE_TAG, _INT_TAG):
+            return
+        attrs = b[off + 18 :]
+        rest: Any = NumberDataPoint.FromString(attrs)
+        if rest.attributes != dp.attributes or len(rest.ListFields()) > (1 if len(dp.attributes) else 0):
+            return
+        cache = self._fast.get((name, base))
+        if cache is None:
+            cache = self._fast[(name, base)] = {}
+        cache[attrs] = key
+
     def _numbers(self, name: str, points: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int) -> int:
         latest = 0
         index = acc.index_by_id
@@ -547,6 +675,9 @@ class MetricsDecoder:
         cache = self._keys.get((name, base))
         if cache is None:
             cache = self._keys[(name, base)] = {}
+        fast = self._fast.get((name, base))
+        # learn the attribute bytes while the fast cache for this metric is small or incomplete
+        learn = fast is None or len(fast) < len(points)
         for dp in points:
             # Fast path: read every attribute as a string (the common case) and look the series up.
             # A non-string attribute reads as "", and raw tuples holding "" are never cached, so a hit
@@ -571,6 +702,8 @@ class MetricsDecoder:
                 self._reject(res, name, "data point has no value")
                 continue
             ts = dp.time_unix_nano // 1_000_000 or now
+            if learn:
+                self._learn(name, base, dp, key)
             i = index.get(id(key))
             if i is None:
                 i = index[id(key)] = len(series)
