@@ -64,3 +64,16 @@ def test_one_tt_case_with_logs_and_traces() -> None:
     assert sorted(ranking) == sorted(case.services)
     assert ranking[0] == case.truth
     assert r["unavailable"] == {"baro": "skipped in this test"}
+
+
+def test_one_tt_code_fault_through_broken_paths() -> None:
+    from sightglass.rca.external.multimodal import multimodal_scores, rank_with_logs_traces
+
+    plan = {name: load for name, load in
+            (p for p in plan_cases([NEZHA / "rca_data" / "2023-01-29"]) if not isinstance(p, Exception))}
+    case = plan["nezha_tt_2023-01-29_13"]()  # an exception in ts-travel-service
+    assert case.fault == "exception" and case.truth == "ts-travel-service"
+    parts = multimodal_scores(case)
+    paths = {svc: v["paths"] for svc, v in parts.items()}
+    assert max(paths, key=paths.__getitem__) == case.truth  # its spans stop where the exception is thrown
+    assert rank_with_logs_traces(case)[0] == case.truth

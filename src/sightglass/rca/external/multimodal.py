@@ -47,10 +47,13 @@ WINDOW_MINUTES = 3  # inject minute, +1, +2
 class MultimodalConfig:
     """Fusion settings, chosen on the development day (2023-01-29) and reported on 2023-01-30."""
 
-    signals: tuple[str, ...] = ("cpu", "delay", "errors", "breaks")  # fused; "self", "mix", "metrics": reported
+    signals: tuple[str, ...] = ("cpu", "delay", "paths")  # fused; "errors", "breaks", "self", "mix", "metrics": reported
     peer_floor: float = 0.5  # smallest peer scale, in log1p units
     peer_rel_floor: float = 0.1  # and as a fraction of the signal's top value in the case
     min_spans: int = 5
+    min_path_spans: int = 3  # reference spans of a kind needed to learn its code path
+    weights: tuple[tuple[str, float], ...] = (("paths", 2.0),)  # per-signal weight on its peer z (default 1)
+    path_prior_spans: float = 10.0  # spans added to a service's count in the broken-span share (3 min)
     metrics: ScoringConfig = field(default_factory=ScoringConfig)
 
 
@@ -71,6 +74,12 @@ def _reference(day_dir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if logs.empty or traces.empty:
         raise CaseError(f"{construct}: no fault-free reference logs/traces")
     return logs, traces
+
+
+@lru_cache(maxsize=8)
+def _span_table(day_dir: str) -> SpanTable:
+    logs, traces = _reference(day_dir)
+    return SpanTable.build(logs, traces)
 
 
 def _read_minutes_all(folder: Path) -> pd.DataFrame:
@@ -219,6 +228,172 @@ def _events(logs: pd.DataFrame, traces: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"service": [], "event": []})
 
 
+def _is_error_event(event: str) -> bool:
+    return event.startswith(_BAD_LEVELS) or (event.startswith("SPAN ") and "error" in event.lower())
+
+
+@dataclass(slots=True)
+class SpanTable:
+    """Spans of a set of traces with their kind and the events each span holds.
+
+    A span's *kind* is (service, operation, parent operation): one code path entry. Its *events* are
+    the log templates written under its span id and the operation names of its child spans, with
+    counts.
+    """
+
+    span_ids: list[str]
+    parent: dict[str, str]
+    service: dict[str, str]
+    kind: dict[str, str]
+    events: dict[str, dict[str, int]]
+
+    @classmethod
+    def build(cls, logs: pd.DataFrame, traces: pd.DataFrame) -> SpanTable:
+        if traces.empty:
+            return cls([], {}, {}, {}, {})
+        t = traces[["SpanID", "ParentID", "PodName", "OperationName"]].astype(str).drop_duplicates("SpanID")
+        ids = t["SpanID"].tolist()
+        op = dict(zip(ids, t["OperationName"], strict=True))
+        parent = dict(zip(ids, t["ParentID"], strict=True))
+        service = {i: service_of_pod(p) for i, p in zip(ids, t["PodName"], strict=True)}
+        kind = {i: f"{service[i]}|{op[i]}|{op.get(parent[i], 'ROOT')}" for i in ids}
+        events: dict[str, dict[str, int]] = {}
+        known = set(ids)
+        if not logs.empty and "SpanID" in logs:
+            tpl = _templates(logs)["template"].to_numpy()
+            for sid, e in zip(logs["SpanID"].astype(str).to_numpy(), tpl, strict=True):
+                if sid in known:
+                    d = events.setdefault(sid, {})
+                    d[e] = d.get(e, 0) + 1
+        for sid, par in parent.items():
+            if par in known:
+                d = events.setdefault(par, {})
+                e = "SPAN " + op[sid]
+                d[e] = d.get(e, 0) + 1
+        return cls(ids, parent, service, kind, events)
+
+
+@dataclass(slots=True)
+class _KindProfile:
+    spans: int
+    steady: dict[str, int]  # event -> the count almost every reference span of this kind has
+    follows: list[tuple[str, str]]  # (a, b): b occurs at least as often as a in almost every span with a
+    seen: set[str]
+
+
+def path_profile(ref: SpanTable, min_spans: int = 3, modal: float = 0.9) -> dict[str, _KindProfile]:
+    """What a normal span of each kind does, from the fault-free reference (error events excluded:
+    an error that stops is a recovery, not a fault)."""
+    by_kind: dict[str, list[str]] = {}
+    for sid in ref.span_ids:
+        by_kind.setdefault(ref.kind[sid], []).append(sid)
+    out: dict[str, _KindProfile] = {}
+    for k, ids in by_kind.items():
+        evs = [ref.events.get(i, {}) for i in ids]
+        seen = set().union(*[set(e) for e in evs])
+        if len(ids) < min_spans:
+            out[k] = _KindProfile(len(ids), {}, [], seen)
+            continue
+        steady: dict[str, int] = {}
+        for e in seen:
+            if _is_error_event(e):
+                continue
+            counts: dict[int, int] = {}
+            for d in evs:
+                counts[d.get(e, 0)] = counts.get(d.get(e, 0), 0) + 1
+            value, freq = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+            if value > 0 and freq >= modal * len(ids):
+                steady[e] = value
+        loose = sorted(e for e in seen if not _is_error_event(e) and e not in steady)
+        follows = []
+        for a in loose:
+            with_a = [d for d in evs if d.get(a, 0) > 0]
+            if len(with_a) < min_spans:
+                continue
+            for b in loose:
+                if b != a and sum(d.get(b, 0) >= d[a] for d in with_a) >= modal * len(with_a):
+                    follows.append((a, b))
+        out[k] = _KindProfile(len(ids), steady, follows, seen)
+    return out
+
+
+def broken_spans(win: SpanTable, profile: dict[str, _KindProfile], min_spans: int = 3) -> dict[str, list[str]]:
+    """Spans whose code path left the reference: a steady event missing, a following event cut off,
+    or an error event this kind never showed. Values say why (for the evidence)."""
+    bad: dict[str, list[str]] = {}
+    for sid in win.span_ids:
+        prof = profile.get(win.kind[sid])
+        if prof is None or prof.spans < min_spans:
+            continue
+        mine = win.events.get(sid, {})
+        why = [f"missing {e}" for e, v in prof.steady.items() if mine.get(e, 0) < v]
+        why += [f"{a} without {b}" for a, b in prof.follows if mine.get(b, 0) < mine.get(a, 0)]
+        why += [f"new {e}" for e in mine if _is_error_event(e) and e not in prof.seen]
+        if why:
+            bad[sid] = why
+    return bad
+
+
+def path_rates(win: SpanTable, profile: dict[str, _KindProfile], min_spans: int = 3,
+               prior_spans: float = 10.0) -> dict[str, float]:
+    """Per service: the share of its spans whose code path broke *there*.
+
+    A broken span is explained away when one of its descendants, in any service, is broken too: a
+    caller whose response changed only follows its callee, so the deepest broken span of a chain
+    gets the vote (an exception or early return is where the path ends). ``prior_spans`` shrinks the
+    share of services with few spans.
+    """
+    bad = broken_spans(win, profile, min_spans)
+    explained: set[str] = set()
+    for sid in bad:
+        p, hops = win.parent.get(sid), 0
+        while p in win.service and hops < 256:
+            if p in bad:
+                explained.add(p)
+            p, hops = win.parent.get(p), hops + 1
+    votes: dict[str, int] = {}
+    for sid in bad:
+        if sid not in explained:
+            votes[win.service[sid]] = votes.get(win.service[sid], 0) + 1
+    spans: dict[str, int] = {}
+    for svc in win.service.values():
+        spans[svc] = spans.get(svc, 0) + 1
+    return {svc: votes.get(svc, 0) / (n + prior_spans) for svc, n in spans.items()}
+
+
+def path_scores(rates: dict[str, float], background: dict[str, float]) -> dict[str, float]:
+    """``log1p`` of the percent of broken spans above the service's usual level that day."""
+    return {svc: math.log1p(100.0 * max(0.0, r - background.get(svc, 0.0))) for svc, r in rates.items()}
+
+
+@lru_cache(maxsize=8)
+def _day_profile(day_dir: str, min_spans: int) -> dict[str, _KindProfile]:
+    return path_profile(_span_table(day_dir), min_spans)
+
+
+@lru_cache(maxsize=4)
+def _day_path_rates(day_dir: str, min_spans: int, prior_spans: float) -> dict[str, dict[str, float]]:
+    """Per minute file of the day (``HH_MM``): each service's broken-span share in that minute."""
+    profile = _day_profile(day_dir, min_spans)
+    folder = Path(day_dir)
+    out: dict[str, dict[str, float]] = {}
+    for path in sorted((folder / "trace").glob("*_trace.csv.gz")):
+        minute = path.name.removesuffix("_trace.csv.gz")
+        logs = _read_minutes(folder, "log", [minute])
+        traces = _read_minutes(folder, "trace", [minute])
+        out[minute] = path_rates(SpanTable.build(logs, traces), profile, min_spans, prior_spans / WINDOW_MINUTES)
+    return out
+
+
+def path_background(day_dir: str, skip: list[str], min_spans: int = 3, prior_spans: float = 10.0) -> dict[str, float]:
+    """Each service's median broken-span share over the day's other minute files (label-free: every
+    minute the day folder holds, less the case's own window). It absorbs branches the one
+    reference minute never took but the service takes all day."""
+    minutes = [r for m, r in _day_path_rates(day_dir, min_spans, prior_spans).items() if m not in skip]
+    services = {svc for r in minutes for svc in r}
+    return {svc: float(np.median([r.get(svc, 0.0) for r in minutes])) for svc in services} if minutes else {}
+
+
 def call_graph(traces: pd.DataFrame) -> set[tuple[str, str]]:
     gaps, _ = _edges_and_self(traces)
     return {(str(a), str(b)) for a, b in zip(gaps["caller"], gaps["callee"], strict=True)}
@@ -245,11 +420,15 @@ def multimodal_scores(case: Case, cfg: MultimodalConfig | None = None) -> dict[s
     selft = self_scores(ref_self, win_self, cfg.min_spans)
     breaks = break_scores(_events(ref_logs, ref_traces), _events(win_logs, win_traces))
     logs = log_scores(ref_logs, win_logs, REFERENCE_MINUTES, len(minutes)) if not win_logs.empty else {}
+    profile = _day_profile(str(day_dir), cfg.min_path_spans)
+    rates = path_rates(SpanTable.build(win_logs, win_traces), profile, cfg.min_path_spans, cfg.path_prior_spans)
+    paths = path_scores(rates, path_background(str(day_dir), minutes, cfg.min_path_spans, cfg.path_prior_spans))
     out: dict[str, dict[str, float]] = {}
     for svc in case.services:
         out[svc] = {"metrics": metric.get(svc, 0.0), "cpu": cpu.get(svc, 0.0), "delay": delay.get(svc, 0.0),
                     "self": selft.get(svc, 0.0), "errors": logs.get(svc, (0.0, 0.0))[0],
-                    "mix": logs.get(svc, (0.0, 0.0))[1], "breaks": breaks.get(svc, 0.0)}
+                    "mix": logs.get(svc, (0.0, 0.0))[1], "breaks": breaks.get(svc, 0.0),
+                    "paths": paths.get(svc, 0.0)}
     return out
 
 
@@ -257,7 +436,9 @@ def fuse(parts: dict[str, dict[str, float]], cfg: MultimodalConfig) -> dict[str,
     """Each signal becomes a peer z-score (how far a service stands above the case's median service,
     in units of the spread across services); a service's score is its most decisive signal."""
     fused: dict[str, float] = {s: 0.0 for s in parts}
+    weights = dict(cfg.weights)
     for key in cfg.signals:
+        w = weights.get(key, 1.0)
         values = np.array([parts[s].get(key, 0.0) for s in parts], dtype=float)
         if values.size == 0:
             continue
@@ -265,7 +446,7 @@ def fuse(parts: dict[str, dict[str, float]], cfg: MultimodalConfig) -> dict[str,
         mad = 1.4826 * float(np.median(np.abs(values - med)))
         scale = max(mad, cfg.peer_floor, cfg.peer_rel_floor * float(values.max()))
         for s in parts:
-            fused[s] = max(fused[s], (parts[s].get(key, 0.0) - med) / scale)
+            fused[s] = max(fused[s], w * (parts[s].get(key, 0.0) - med) / scale)
     return fused
 
 
