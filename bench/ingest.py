@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
+from typing import Any
 
 import _fleet
 import _peers
@@ -92,14 +93,24 @@ class PathResult:
 
 # ---------------------------------------------------------------------- load
 def push(
-    srv: _peers.Server, url: str, headers: dict[str, str], bodies: list[list[bytes]], threads: int
+    srv: _peers.Server,
+    url: str,
+    headers: dict[str, str],
+    bodies: list[list[bytes]],
+    threads: int,
+    on_steady: Callable[[], None] | None = None,
 ) -> tuple[float, float, float, float, float]:
-    """Post ``bodies[scrape][chunk]``; chunk c belongs to thread c % threads. Returns timings and CPU."""
+    """Post ``bodies[scrape][chunk]``; chunk c belongs to thread c % threads. Returns timings and CPU.
+
+    ``on_steady`` runs once the first scrape is in, before the steady phase's clock starts.
+    """
     n_chunks = len(bodies[0])
     marks: dict[str, float] = {}
     errors: list[str] = []
 
     def at_barrier() -> None:
+        if on_steady is not None:
+            on_steady()
         marks["t1"], marks["c1"] = time.perf_counter(), srv.cpu_seconds()
 
     barrier = threading.Barrier(threads, action=at_barrier)
@@ -264,11 +275,19 @@ def run_path(name: str, bodies: list[list[bytes]], fleet: _fleet.Fleet, args: ar
                 if status in (404, 405):
                     res.skipped = f"route {url} not served by this Sightglass build (HTTP {status})"
                     return
-            spy = _start_profiler(srv, name, r, args.profile) if engine == "sightglass" else None
-            try:
-                t0, t1, t2, steady_cpu, total_cpu = push(srv, url, headers, bodies, args.threads)
-            finally:
+            spies: list[subprocess.Popen[bytes]] = []
+
+            def start_profiler(srv: _peers.Server = srv, r: int = r, spies: list[Any] = spies) -> None:
+                spy = _start_profiler(srv, name, r, args.profile) if engine == "sightglass" else None
                 if spy is not None:
+                    spies.append(spy)
+
+            try:
+                t0, t1, t2, steady_cpu, total_cpu = push(
+                    srv, url, headers, bodies, args.threads, start_profiler if args.profile else None
+                )
+            finally:
+                for spy in spies:
                     _stop_profiler(spy)
             peak = srv.peak_rss()
             if engine == "vm":
@@ -298,7 +317,7 @@ def run_path(name: str, bodies: list[list[bytes]], fleet: _fleet.Fleet, args: ar
 def _start_profiler(
     srv: _peers.Server, name: str, r: int, out_dir: str | None
 ) -> subprocess.Popen[bytes] | None:
-    """``py-spy record`` of the server (and its worker processes) while the load runs, if asked."""
+    """``py-spy record`` of the server (and its worker processes) in the steady phase, if asked."""
     if not out_dir:
         return None
     exe = shutil.which("py-spy")
@@ -446,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--profile", metavar="DIR", default=None,
-        help="record the Sightglass server with py-spy (collapsed stacks, one file per path and round)",
+        help="record the Sightglass server's steady phase with py-spy --gil (collapsed stacks per path and round)",
     )  # fmt: skip
     ap.add_argument("--start-ms", type=int, default=None, help="first timestamp [a UTC hour 2-3 h ago]")
     args = ap.parse_args(argv)
