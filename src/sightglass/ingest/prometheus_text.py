@@ -279,7 +279,7 @@ class TextParser:
                         raise ValueError("non-finite timestamp")
                     tsv = np.round(tsf * 1000).astype(np.int64)
                 else:
-                    tsv = np.array([int(t) for t in tss], dtype=np.int64)
+                    tsv = np.array(_ints(tss), dtype=np.int64)
             except ValueError:
                 bad_ts = next((t for t in tss if not _is_number(t, openmetrics)), tss[0])
                 raise ParseError(first_line, f"invalid timestamp {bad_ts!r}") from None
@@ -306,7 +306,7 @@ class TextParser:
                 )
         if n:
             uniq, inverse = np.unique(sids, return_inverse=True)
-            series = [keys[int(i)] for i in uniq]
+            series = list(map(keys.__getitem__, uniq.tolist()))
         else:
             inverse, series = np.empty(0, dtype=np.int64), []
         batch = SampleBatch(
@@ -408,6 +408,15 @@ class TextParser:
             md = MetricMetadata(name, md.type, md.help, text.strip())
         metadata[name] = md
         return False
+
+
+def _ints(texts: list[str]) -> list[int]:
+    """``int`` of each text; a body's timestamps repeat, so each distinct one is converted once."""
+    distinct = dict.fromkeys(texts)
+    if len(distinct) * 4 > len(texts):
+        return list(map(int, texts))
+    conv = {t: int(t) for t in distinct}
+    return list(map(conv.__getitem__, texts))
 
 
 def _is_number(t: str, openmetrics: bool) -> bool:
