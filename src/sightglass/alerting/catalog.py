@@ -1,7 +1,9 @@
 """Where incidents and silences live: a small interface, with a DuckDB and an in-memory implementation.
 
-``AlertingCatalog`` is all the alerting code needs, so a PostgreSQL catalog can replace the embedded
-one later. The DuckDB one keeps incidents in the store's ``incidents`` table (one JSON payload per
+``AlertingCatalog`` is all the alerting code needs, so the PostgreSQL catalog
+(``sightglass.store.postgres.PostgresCatalog``, through ``store.alerting_catalog``) replaces the
+embedded one on a scale-out store. :class:`FencedCatalog` guards it there: while the evaluation loop
+runs, incident writes go through only if this replica still holds the alerting lease. The DuckDB one keeps incidents in the store's ``incidents`` table (one JSON payload per
 incident next to its id, state and times) and silences in ``alerting_silences``, created here
 idempotently.
 """
@@ -103,3 +105,37 @@ class DuckDBCatalog:
             with contextlib.suppress(ValueError, TypeError):
                 out.append(json.loads(payload))
         return out
+
+
+class FenceLost(RuntimeError):
+    """This replica no longer holds the lease its automatic writes depend on."""
+
+
+class FencedCatalog:
+    """``inner``, with incident writes refused while ``armed`` and ``check()`` is False.
+
+    The alerting loop arms it around an evaluation round on the replica holding the alerting lease,
+    so a replica that lost the lease mid-round (paused, partitioned) cannot overwrite the incidents
+    the new holder keeps. Human actions (acknowledge, resolve, silences) come from the HTTP handlers
+    while it is not armed and are written on any replica."""
+
+    def __init__(self, inner: Any, check: Any) -> None:
+        self.inner = inner
+        self.check = check
+        self.armed = False
+        self.refused = 0
+
+    def save_incident(self, incident: dict[str, Any]) -> None:
+        if self.armed and not self.check():
+            self.refused += 1
+            raise FenceLost(f"alerting lease lost: incident {incident.get('id')} not saved")
+        self.inner.save_incident(incident)
+
+    def load_incidents(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        return list(self.inner.load_incidents(limit=limit))
+
+    def save_silence(self, silence: dict[str, Any]) -> None:
+        self.inner.save_silence(silence)
+
+    def load_silences(self) -> list[dict[str, Any]]:
+        return list(self.inner.load_silences())

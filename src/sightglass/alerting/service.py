@@ -9,18 +9,31 @@ The clock (``[alerting] clock``): ``wall`` is the wall clock (Prometheus); ``dat
 sample in the store (a back-filled or simulated store is alerted on as if live); ``auto`` (default)
 takes the wall clock while data is arriving (newest sample within 15 minutes) and the data clock
 otherwise.
+
+Replicas (a scale-out store with ``[backends.replicas] enabled``): the rules are evaluated by one
+replica at a time, the holder of the ``alerting`` leader lease (``sightglass.scaleout.leader``),
+because incident grouping needs every alert in one place. Each round it commits a checkpoint of the
+alert states (pending/firing since when, last sent) and of the notification state with the lease;
+incidents and silences live in the PostgreSQL catalog, written through a :class:`FencedCatalog`. A
+replica that takes the lease over loads the checkpoint and the incidents, so an alert that was firing
+goes on firing (no second pending period, no second notification) in the incident the dead replica
+opened. The other replicas follow: each round they load the leader's alert states and the incidents
+for their API, and an acknowledgement or silence made on any replica is in the catalog, where the
+leader picks it up (the later timeline entry wins).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sightglass.alerting.catalog import DuckDBCatalog, MemoryCatalog
+from sightglass.alerting.catalog import DuckDBCatalog, FencedCatalog, MemoryCatalog
 from sightglass.alerting.config import AlertingConfig, alerting_config
 from sightglass.alerting.evaluator import Alert, RuleEvaluator
 from sightglass.alerting.incidents import Incident, IncidentManager, load_rca
@@ -68,6 +81,7 @@ class AlertingService:
         transport: Any = None,
         catalog: Any = None,
         registry: Any = None,
+        leader: Any = None,
     ) -> None:
         self.cfg = alerting_config(config)
         self.store = store
@@ -86,7 +100,13 @@ class AlertingService:
             resend_delay_ms=parse_duration_ms(self.cfg.resend_delay),
         )
         if catalog is None:
+            catalog = getattr(store, "alerting_catalog", None)
+        if catalog is None:
             catalog = DuckDBCatalog(store) if hasattr(store, "cursor") else MemoryCatalog()
+        self.leader = leader  # the alerting leader lease on a scale-out store (None: evaluate always)
+        self.replicated = leader is not None and hasattr(leader.leases, "catalog")
+        if self.replicated:
+            catalog = FencedCatalog(catalog, leader.still_held)
         self.catalog: Any = catalog
         self.silences = Silences(self.catalog)
         self.dispatcher = Dispatcher(
@@ -97,10 +117,11 @@ class AlertingService:
         )
         self._builder: Any = None
         rca_fn, note = self._rca(rca)
-        self.incidents = IncidentManager(
-            self.catalog, topology=topology or self._topology, rca=rca_fn, rca_note=note,
+        self._incident_args: dict[str, Any] = dict(
+            topology=topology or self._topology, rca=rca_fn, rca_note=note,
             min_severity=self.cfg.incident_min_severity,
-        ) if self.cfg.incidents else None  # fmt: skip
+        )  # fmt: skip
+        self.incidents = IncidentManager(self.catalog, **self._incident_args) if self.cfg.incidents else None
         self.metrics = _Metrics(registry) if registry is not None else None
         if self.metrics is not None:
             self.dispatcher.on_delivery = self.metrics.delivered
@@ -108,6 +129,8 @@ class AlertingService:
         self.last_step_s = 0.0
         self.last_at_ms: int | None = None
         self.last_error: str | None = None
+        self.followed = 0  # rounds this replica followed the leader instead of evaluating
+        self.restored = 0  # checkpoints loaded at a takeover
 
     # ------------------------------------------------------------------ wiring
     def _rca(self, rca: Any) -> tuple[Callable[[str, int], dict[str, Any] | None] | None, str]:
@@ -155,18 +178,113 @@ class AlertingService:
         return wall if wall - newest < LIVE_WINDOW_MS else newest
 
     def step(self, at_ms: int | None = None) -> dict[str, Any]:
-        """One evaluation round at ``at_ms`` (the alerting clock by default)."""
-        at = self.clock_ms() if at_ms is None else at_ms
+        """One evaluation round at ``at_ms`` (the alerting clock by default); with a leader lease,
+        only on the replica that holds it (the others follow, see the module docstring)."""
         t0 = time.perf_counter()
+        if self.leader is not None:
+            lease = self.leader.hold()
+            if lease is None:
+                with self.lock:
+                    self._follow()
+                self.followed += 1
+                return {"at_ms": None, "leader": False, "alerts_sent": 0, "groups_sent": 0,
+                        "incidents_changed": 0}  # fmt: skip
+            if self.leader.taken_over and self.replicated:
+                with self.lock:
+                    self._take_over()
+        at = self.clock_ms() if at_ms is None else at_ms
         with self.lock:
-            to_send = self.evaluator.evaluate(at)
-            out = self.process(at, to_send)
+            if self.replicated:
+                self._merge_external()
+                self.catalog.armed = True
+            try:
+                to_send = self.evaluator.evaluate(at)
+                out = self.process(at, to_send)
+            finally:
+                if self.replicated:
+                    self.catalog.armed = False
+            if self.leader is not None:
+                wm = self.leader.lease.watermark_ms if self.leader.lease is not None else None
+                if not self.leader.commit(max(at, wm or at), self._checkpoint() if self.replicated else None):
+                    log.warning("alerting lease lost during the round at %d; the new holder goes on", at)
         self.last_step_s = time.perf_counter() - t0
         self.last_at_ms = at
         self.steps += 1
         if self.metrics is not None:
             self.metrics.stepped(self)
         return out
+
+    # ------------------------------------------------------------------ replicas
+    def _checkpoint(self) -> dict[str, Any]:
+        """The alert states of every rule and the notification state, for the next lease holder."""
+        groups = {}
+        for gs in self.evaluator.groups:
+            rules = {str(i): [dataclasses.asdict(a) for a in rs.active.values()] for i, rs in enumerate(gs.rules)}
+            groups[gs.group.name] = {"last_eval_ms": gs.last_eval_ms, "rules": rules}
+        sent = [[n, k, d, at] for (n, k), (d, at) in self.dispatcher._sent.items()]
+        return {"version": 1, "groups": groups, "sent": sent}
+
+    def _restore(self, state: Any) -> bool:
+        if not isinstance(state, dict) or state.get("version") != 1:
+            return False
+        groups = state.get("groups") or {}
+        for gs in self.evaluator.groups:
+            g = groups.get(gs.group.name)
+            if g is None:
+                continue
+            gs.last_eval_ms = g.get("last_eval_ms")
+            for i, rs in enumerate(gs.rules):
+                rows = g["rules"].get(str(i), [])
+                rs.active = {d["fingerprint"]: Alert(**d) for d in rows if d.get("rule") == rs.rule.name}
+                rs.last_eval_ms = gs.last_eval_ms
+        for n, k, d, at in state.get("sent") or []:
+            self.dispatcher._sent[(n, k)] = (d, float(at))
+        return True
+
+    def _reload(self) -> None:
+        """Incidents and silences as the catalog has them now."""
+        if self.incidents is not None:
+            self.incidents = IncidentManager(self.catalog, **self._incident_args)
+        self.silences = Silences(self.catalog)
+
+    def _take_over(self) -> None:
+        """This replica just got the alerting lease: carry on from the last holder's checkpoint."""
+        _, state = self.leader.checkpoint()
+        if self._restore(state):
+            self.restored += 1
+        self._reload()
+
+    def _follow(self) -> None:
+        """Not the leader: show the leader's alerts and the catalog's incidents; evaluate nothing."""
+        if not self.replicated:
+            return
+        _, state = self.leader.checkpoint()
+        for rs in self.evaluator.rules():
+            rs.active = {}
+        self._restore(state)
+        self._reload()
+
+    def _merge_external(self) -> None:
+        """Acknowledgements and resolutions made on other replicas (their later timeline wins)."""
+        if self.incidents is None:
+            return
+        mgr = self.incidents
+        for d in self.catalog.load_incidents():
+            try:
+                ext = Incident.from_dict(d)
+            except (KeyError, TypeError, ValueError):
+                continue
+            mem = mgr.incidents.get(ext.id)
+            if mem is not None and ext.last_activity_ms <= mem.last_activity_ms:
+                continue
+            mgr.incidents[ext.id] = ext
+            for fp in [fp for fp, iid in mgr.by_alert.items() if iid == ext.id]:
+                mgr.by_alert.pop(fp)
+            if ext.state != "resolved":
+                for fp, a in ext.alerts.items():
+                    if a["state"] == "firing":
+                        mgr.by_alert[fp] = ext.id
+        self.silences = Silences(self.catalog)
 
     def replay(self, start_ms: int, end_ms: int) -> dict[str, Any]:
         """Evaluate a past span (range queries) and process each step as the live loop would."""
@@ -240,6 +358,10 @@ class AlertingService:
         return slo_status(self.engine, self.slos, at_ms)
 
     def status(self) -> dict[str, Any]:
+        lease = {}
+        if self.leader is not None:
+            lease = {"lease": self.leader.status(), "followed_rounds": self.followed,
+                     "checkpoints_restored": self.restored}  # fmt: skip
         return {
             "groups": len(self.groups),
             "rules": sum(len(g.rules) for g in self.groups),
@@ -249,6 +371,7 @@ class AlertingService:
             "last_error": self.last_error,
             "rca": None if self.incidents is None else (self.incidents.rca_note or "available"),
             "notifications": self.dispatcher.status(),
+            **lease,
         }
 
 
@@ -312,7 +435,10 @@ def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
         return []
     service = ctx.extras.get("alerting")
     if service is None:
-        service = AlertingService(ctx.store, ctx.engine, cfg, registry=ctx.metrics.registry)
+        from sightglass.scaleout.leader import leader_for
+
+        leader = leader_for(ctx.store, "alerting")  # None on the embedded store
+        service = AlertingService(ctx.store, ctx.engine, cfg, registry=ctx.metrics.registry, leader=leader)
         ctx.extras["alerting"] = service
 
     async def run(ctx: Any) -> None:
@@ -330,8 +456,18 @@ def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
                     log.exception("alerting step failed")
         finally:
             service.close()
+            if service.leader is not None:  # a clean stop hands the lease on at once
+                with contextlib.suppress(Exception):
+                    service.leader.leases.release()
 
-    return [run]
+    if service.leader is None:
+        return [run]
+    from sightglass.scaleout.leader import keep_alive
+
+    async def renew(ctx: Any) -> None:
+        await keep_alive(service.leader)
+
+    return [run, renew]
 
 
 def get_service(ctx: Any) -> AlertingService | None:

@@ -3,6 +3,10 @@ the baselines/anomaly detector and the KPIs, off the event loop.
 
 It follows the newest sample the store has seen (not the wall clock), so a back-filled store is
 analysed as well as a live one; it lags one interval behind so late scrapes of a step are in.
+
+On a scale-out store (``store.scale_out``) this loop does not start: ``sightglass.scaleout.service``
+runs the anomaly detection partitioned and this service's KPI, workload KPI and drift parts
+(``anomalies=False``) on the replica holding the fleet lease, committing drift events with its step.
 """
 
 from __future__ import annotations
@@ -32,13 +36,19 @@ class AnalyticsService:
         interval_ms: int,
         history_ms: int,
         golden: dict[str, dict[str, str]] | None = None,
+        anomalies: bool = True,
+        write_kpis: bool = True,
+        drift_events: bool = True,
     ) -> None:
         self.store = store
         self.interval_ms = interval_ms
+        self.anomalies = anomalies  # off where the partitioned loop detects anomalies
+        self.write_kpis = write_kpis  # off on a read-only (attached) store: KPIs cannot be written
         self.runner = AnomalyRunner(history_ms=history_ms)
         self.kpis = KpiComputer()
         self.workloads = WorkloadKpiComputer(builder=self.runner.builder)
-        self.drift = ConfigTracker(DriftConfig(golden=golden or {}))
+        self.drift = ConfigTracker(DriftConfig(golden=golden or {}), write_events=drift_events)
+        self.pending_events: list[Any] = []  # drift events to commit, when not written directly
         self.steps = 0
         self.last_step_s = 0.0
         self.part_seconds: dict[str, float] = {}
@@ -58,15 +68,18 @@ class AnalyticsService:
         if self.last_until_ms is not None and until <= self.last_until_ms:
             return None
         t0 = time.perf_counter()
-        report = self.runner.step(self.store, until)
-        self.anomalies_reported += len(report.anomalies)
-        self.part_seconds["anomalies"] = round(time.perf_counter() - t0, 3)
+        if self.anomalies:
+            report = self.runner.step(self.store, until)
+            self.anomalies_reported += len(report.anomalies)
+            self.part_seconds["anomalies"] = round(time.perf_counter() - t0, 3)
         first = until - self.runner.history_ms
         parts: tuple[tuple[str, Callable[[], Any]], ...] = (
             ("gpu_kpis", lambda: self.kpis.step(self.store, until, start_ms=first)),
             ("workload_kpis", lambda: self.workloads.step(self.store, until, start_ms=first)),
-            ("drift", lambda: self.drift.step(self.store, until)),
+            ("drift", lambda: self._drift(until)),
         )
+        if not self.write_kpis:
+            parts = parts[2:]
         for name, fn in parts:  # one part failing does not stop the others
             t = time.perf_counter()
             try:
@@ -80,6 +93,11 @@ class AnalyticsService:
         self.last_until_ms = until
         self.steps += 1
         return until
+
+    def _drift(self, until: int) -> None:
+        report = self.drift.step(self.store, until)
+        if not self.drift.write_events:
+            self.pending_events.extend(report.to_events(until))
 
     def status(self) -> dict[str, Any]:
         pred = self.workloads.predictability
@@ -102,8 +120,8 @@ class AnalyticsService:
 
 def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
     cfg = ctx.config.analytics
-    if not cfg.enabled:
-        return []
+    if not cfg.enabled or getattr(ctx.store, "scale_out", False):
+        return []  # on a scale-out store sightglass.scaleout.service runs these, under leases
     golden = load_golden(cfg.golden_config) if cfg.golden_config else None  # ValueError names the file
     service = AnalyticsService(
         ctx.store,

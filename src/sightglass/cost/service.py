@@ -3,6 +3,10 @@ daily rollups (the current day as partial, each finished day once more when it c
 
 Like the analytics loop it follows the newest sample the store has seen, not the wall clock, and stays
 ``[cost] lag`` behind it; work runs in a thread, off the event loop.
+
+On a scale-out store (``store.scale_out``) this loop does not start: the replica holding the fleet
+lease runs the same :class:`CostService` (``sightglass.scaleout.fleet``), which keeps each day's
+rollup in the PostgreSQL catalog too (``on_day``) so every replica serves it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,19 @@ log = logging.getLogger("sightglass.cost")
 
 
 class CostService:
-    def __init__(self, store: Any, config: CostConfig, prices: PriceSheet, data_dir: str | Path) -> None:
+    def __init__(
+        self,
+        store: Any,
+        config: CostConfig,
+        prices: PriceSheet,
+        data_dir: str | Path,
+        *,
+        write_kpis: bool = True,
+        on_day: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.store = store
+        self.write_kpis = write_kpis  # off on a read-only (attached) store: only the rollups are kept
+        self.on_day = on_day
         self.config = config
         self.prices = prices
         self.writer = CostKpiWriter(prices, config)
@@ -56,7 +71,10 @@ class CostService:
                 return None
             start = w
         t0 = time.perf_counter()
-        self.writer.step(self.store, until, start_ms=start)
+        if self.write_kpis:
+            self.writer.step(self.store, until, start_ms=start)
+        else:
+            self.writer.watermark_ms = until
         self._rollups(start, until)
         self.last_step_s = time.perf_counter() - t0
         self.steps += 1
@@ -71,6 +89,8 @@ class CostService:
                 continue
             doc = compute_day(self.store, d, self.prices, self.config, newest_ms=until)
             write_day(self.rollups, doc)
+            if self.on_day is not None:
+                self.on_day(doc)
             self.days_written.append(doc["day"])
             if closed:
                 self._closed.add(d)
@@ -90,8 +110,8 @@ class CostService:
 
 def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
     cfg = cost_config(ctx.config.cost)
-    if not cfg.enabled:
-        return []
+    if not cfg.enabled or getattr(ctx.store, "scale_out", False):
+        return []  # on a scale-out store sightglass.scaleout.fleet runs it, under the fleet lease
     service = CostService(ctx.store, cfg, cfg.load_prices(), ctx.config.data)
     ctx.extras["cost"] = service
 

@@ -37,7 +37,8 @@ class Leases(Protocol):
 
     def heartbeat(self) -> dict[int, Lease]: ...
     def renew(self) -> dict[int, int]: ...
-    def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event]) -> bool: ...
+    def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event], *,
+               state: bytes | None = None) -> bool: ...  # fmt: skip
     def release(self) -> None: ...
 
 
@@ -115,15 +116,19 @@ class PgLeases:
             )
             return {int(p): int(e) for p, e in cur.fetchall()}
 
-    def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event]) -> bool:
-        """Advance ``lease``'s watermark from ``from_ms`` to ``to_ms`` with ``events``, atomically;
-        False (and nothing written) when the lease is no longer this replica's at that epoch."""
+    def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event], *,
+               state: bytes | None = None) -> bool:  # fmt: skip
+        """Advance ``lease``'s watermark from ``from_ms`` to ``to_ms`` with ``events`` (and the work's
+        checkpoint ``state``, when given), atomically; False (and nothing written) when the lease is
+        no longer this replica's at that epoch."""
+        keep = "" if state is None else ", state = %s"
         with self.catalog.transaction() as cur:
             cur.execute(
-                f"UPDATE leases SET watermark_ms = %s, expires_ms = {DB_NOW} + %s WHERE task = %s AND part = %s "
+                f"UPDATE leases SET watermark_ms = %s, expires_ms = {DB_NOW} + %s{keep} WHERE task = %s AND part = %s "
                 f"AND owner = %s AND epoch = %s AND expires_ms > {DB_NOW} AND watermark_ms IS NOT DISTINCT FROM %s",
-                [to_ms, self.ttl_ms, self.task, lease.part, self.owner, lease.epoch, from_ms],
-            )
+                [to_ms, self.ttl_ms, *([] if state is None else [state]), self.task, lease.part, self.owner,
+                 lease.epoch, from_ms],
+            )  # fmt: skip
             if cur.rowcount != 1:
                 return False
             if events:
@@ -135,6 +140,23 @@ class PgLeases:
                  len(events)],
             )  # fmt: skip
         return True
+
+    def state(self, part: int = 0) -> tuple[int | None, bytes | None]:
+        """``(watermark_ms, checkpoint)`` last committed on ``part`` (read at a takeover)."""
+        rows = self.catalog._rows("SELECT watermark_ms, state FROM leases WHERE task = %s AND part = %s",
+                                  [self.task, part])  # fmt: skip
+        if not rows:
+            return None, None
+        w, st = rows[0]
+        return (None if w is None else int(w)), (None if st is None else bytes(st))
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether this replica still holds ``lease`` at its epoch (a fencing check)."""
+        rows = self.catalog._rows(
+            f"SELECT 1 FROM leases WHERE task = %s AND part = %s AND owner = %s AND epoch = %s AND expires_ms > {DB_NOW}",
+            [self.task, lease.part, self.owner, lease.epoch],
+        )
+        return bool(rows)
 
     def release(self) -> None:
         """Give every lease back (a clean shutdown), so others take over without waiting for expiry."""
@@ -159,6 +181,7 @@ class LocalLeases:
         self.store, self.parts, self.owner = store, parts, owner
         self.watermarks: dict[int, int | None] = dict.fromkeys(range(parts))
         self.batches: list[tuple[int, int, int, int]] = []
+        self.states: dict[int, bytes] = {}
 
     def heartbeat(self) -> dict[int, Lease]:
         return {p: Lease(p, 1, w) for p, w in self.watermarks.items()}
@@ -166,13 +189,22 @@ class LocalLeases:
     def renew(self) -> dict[int, int]:
         return dict.fromkeys(self.watermarks, 1)
 
-    def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event]) -> bool:
+    def commit(self, lease: Lease, from_ms: int | None, to_ms: int, events: list[Event], *,
+               state: bytes | None = None) -> bool:  # fmt: skip
         if self.watermarks.get(lease.part) != from_ms:
             return False
+        if state is not None:
+            self.states[lease.part] = state
         if events:
             self.store.append_events(events)
         self.watermarks[lease.part] = to_ms
         self.batches.append((lease.part, to_ms if from_ms is None else from_ms, to_ms, len(events)))
+        return True
+
+    def state(self, part: int = 0) -> tuple[int | None, bytes | None]:
+        return self.watermarks.get(part), self.states.get(part)
+
+    def holds(self, lease: Lease) -> bool:
         return True
 
     def release(self) -> None:

@@ -2,14 +2,21 @@
 (or, attached to a Prometheus without PostgreSQL, the local DuckDB file's catalog tables).
 
 :class:`ScaleOutStore` has the methods the API, ingest, topology and analytics call on the embedded
-store. It deliberately has no ``newest_ms`` attribute: the single-process analytics loop
-(``sightglass.analytics.service``) then stays idle, and ``sightglass.scaleout.service`` runs the
-partitioned one instead (leased in PostgreSQL when there are replicas), reading ``latest_ms()``.
+store. Its ``scale_out`` flag tells the single-process loops (``sightglass.analytics.service``,
+``sightglass.cost.service``) to stay out: ``sightglass.scaleout.service`` runs the partitioned anomaly
+analytics and, under one leader lease, the fleet-wide KPIs, drift and cost (leased in PostgreSQL when
+there are replicas); the alerting loop takes a leader lease of its own.
+
+``newest_ms`` is the newest *source* sample: the larger of what the backend answers to the newest-
+sample probe (``RemoteMetricStore.newest_ms``, at most every ``refresh_every``) and what this process
+remote-wrote itself, leaving out the series Sightglass derives at the wall clock (``ALERTS``,
+``ALERTS_FOR_STATE`` and recording rules ``level:metric:op``), so rule results never move the clock.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,10 +45,18 @@ from sightglass.store.base import WriteResult
 from sightglass.store.index import SeriesIndex
 from sightglass.store.postgres import PostgresCatalog
 from sightglass.store.remote import RemoteMetricStore, RemoteOptions
+from sightglass.store.rows import config_row
+
+
+def is_derived(metric: str) -> bool:
+    """Series Sightglass writes at the wall clock: they are not the data's clock."""
+    return metric in ("ALERTS", "ALERTS_FOR_STATE") or metric.count(":") >= 2
 
 
 class ScaleOutStore:
     """Metric calls go to :class:`RemoteMetricStore`, catalog calls to the catalog store."""
+
+    scale_out = True  # the single-process analytics and cost loops stay out (see the module docstring)
 
     def __init__(self, metrics: RemoteMetricStore, catalog: Any, backends: BackendsConfig) -> None:
         self.metrics = metrics
@@ -49,6 +64,11 @@ class ScaleOutStore:
         self.backends = backends
         self.is_postgres = isinstance(catalog, PostgresCatalog)
         self.analytics: Any = None  # the partitioned analytics loop, when the server runs one
+        self.fleet: Any = None  # the leader-held KPI, drift and cost loop, when the server runs one
+        self.written_newest_ms = 0  # newest source sample this process remote-wrote
+        self.replica_id = backends.replica_id()  # one id for every lease this process holds
+        self._duck_alerting: Any = None
+        self._mirror_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -67,7 +87,12 @@ class ScaleOutStore:
 
     def latest_ms(self) -> int:
         """The newest sample the backend holds (refreshing the series dictionary when due)."""
-        return self.metrics.newest_ms
+        return self.newest_ms
+
+    @property
+    def newest_ms(self) -> int:
+        """The newest source sample: the backend's probe or this process' own writes, the later."""
+        return max(self.metrics.newest_ms, self.written_newest_ms)
 
     def refresh(self, *, force: bool = False) -> bool:
         return self.metrics.refresh(force=force)
@@ -75,6 +100,14 @@ class ScaleOutStore:
     # ------------------------------------------------------------------ metrics
     def append(self, batch: SampleBatch, *, max_new_series: int | None = None) -> WriteResult:
         res = self.metrics.append(batch, max_new_series=max_new_series)
+        if len(batch):
+            source = [i for i, k in enumerate(batch.series) if not is_derived(k.metric)]
+            if len(source) == len(batch.series):
+                self.written_newest_ms = max(self.written_newest_ms, int(batch.ts_ms.max()))
+            elif source:
+                ts = batch.ts_ms[np.isin(batch.series_index, source)]
+                if len(ts):
+                    self.written_newest_ms = max(self.written_newest_ms, int(ts.max()))
         if batch.metadata and self.is_postgres:
             self.catalog.upsert_metadata(
                 [(m.metric, m.type.value, m.help, m.unit) for m in batch.metadata.values()]
@@ -135,6 +168,12 @@ class ScaleOutStore:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """The shadow tables the topology reads (series spans; lineage mirrored from the catalog)."""
         self.metrics.refresh()
+        with self._mirror_lock:  # two loops mirroring at once would copy the same rows twice
+            self._mirror_lineage()
+            self._mirror_configs()
+        return self.metrics.cursor()
+
+    def _mirror_lineage(self) -> None:
         since = self.metrics.lineage_watermark()
         if self.is_postgres:
             rows = self.catalog.lineage_since(since)
@@ -148,7 +187,22 @@ class ScaleOutStore:
             finally:
                 cur.close()
         self.metrics.mirror_lineage(rows)
-        return self.metrics.cursor()
+
+    def _mirror_configs(self) -> None:
+        """Config snapshots newer than the shadow's, for drift (which reads ``configs`` there)."""
+        since = self.metrics.configs_watermark()
+        if self.is_postgres:
+            snaps = self.catalog.configs(since + 1, 2**62)
+            self.metrics.mirror_configs([config_row(c) for c in snaps])
+            return
+        cur = self.catalog.cursor()
+        try:
+            rows = cur.execute(
+                "SELECT ts, entity, config, source FROM configs WHERE ts > ? ORDER BY ts", [since]
+            ).fetchall()
+        finally:
+            cur.close()
+        self.metrics.mirror_configs(rows)
 
     # ------------------------------------------------------------------ catalog
     def append_events(self, events: Sequence[Event]) -> int:
@@ -188,15 +242,24 @@ class ScaleOutStore:
 
     @property
     def alerting_catalog(self) -> Any:
-        """Where alerting keeps incidents and silences: PostgreSQL when the catalog is there."""
-        return self.catalog if self.is_postgres else None
+        """Where alerting keeps incidents and silences: PostgreSQL when the catalog is there, else
+        the local DuckDB catalog's tables (attach mode without PostgreSQL)."""
+        if self.is_postgres:
+            return self.catalog
+        from sightglass.alerting.catalog import DuckDBCatalog
+
+        if self._duck_alerting is None:
+            self._duck_alerting = DuckDBCatalog(self.catalog)
+        return self._duck_alerting
 
     # ------------------------------------------------------------------ admin
     def stats(self) -> dict[str, Any]:
         cat = self.catalog.stats() if self.is_postgres else {"catalog": "duckdb"}
-        out = {"store": "scale-out", **self.metrics.stats(), **cat}
+        out = {"store": "scale-out", **self.metrics.stats(), **cat, "newest_ms": self.newest_ms}
         if self.analytics is not None:
             out["analytics"] = self.analytics.status()
+        if self.fleet is not None:
+            out["fleet"] = self.fleet.status()
         return out
 
     def compact(self, *, force: bool = True) -> int:

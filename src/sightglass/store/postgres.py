@@ -24,7 +24,7 @@ from sightglass.model import ConfigSnapshot, Entity, Event, LineageEvent, LogRec
 from sightglass.store.base import StoreError
 from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row, to_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: leases.state (the checkpoint of leader-held work)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sightglass_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS metric_metadata (metric TEXT PRIMARY KEY, type TEXT, 
 CREATE TABLE IF NOT EXISTS leases (
     task TEXT NOT NULL, part INTEGER NOT NULL, owner TEXT, epoch BIGINT NOT NULL DEFAULT 0,
     expires_ms BIGINT NOT NULL DEFAULT 0, watermark_ms BIGINT, PRIMARY KEY (task, part));
+ALTER TABLE leases ADD COLUMN IF NOT EXISTS state BYTEA;
 CREATE TABLE IF NOT EXISTS analytics_batches (
     id BIGSERIAL PRIMARY KEY, task TEXT NOT NULL, part INTEGER NOT NULL, from_ms BIGINT NOT NULL,
     to_ms BIGINT NOT NULL, owner TEXT NOT NULL, epoch BIGINT NOT NULL, events INTEGER NOT NULL,
@@ -123,6 +124,9 @@ class PostgresCatalog:
                     f"the PostgreSQL catalog has schema version {row[0]}, newer than this Sightglass "
                     f"({SCHEMA_VERSION}); upgrade Sightglass"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:  # the idempotent DDL above has just migrated it
+                cur.execute("UPDATE sightglass_meta SET value = %s WHERE key = 'schema_version'",
+                            [str(SCHEMA_VERSION)])  # fmt: skip
 
     # ------------------------------------------------------------------ connections
     def conn(self) -> Any:

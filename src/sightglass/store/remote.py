@@ -52,6 +52,7 @@ CREATE TABLE series (id INTEGER PRIMARY KEY, metric VARCHAR NOT NULL, labels VAR
                      first_ms BIGINT, last_ms BIGINT);
 CREATE TABLE samples_head (series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE);
 CREATE TABLE lineage (ts BIGINT, job_namespace VARCHAR, job_name VARCHAR, inputs VARCHAR, outputs VARCHAR);
+CREATE TABLE configs (ts BIGINT, entity VARCHAR, config VARCHAR, source VARCHAR);
 CREATE TABLE incidents (id VARCHAR PRIMARY KEY, opened_ms BIGINT, closed_ms BIGINT, state VARCHAR,
                         title VARCHAR, payload VARCHAR);
 CREATE TABLE alerting_silences (id VARCHAR PRIMARY KEY, payload VARCHAR);
@@ -110,6 +111,7 @@ class RemoteMetricStore:
         self._last_refresh = 0.0
         self._probe_named = False
         self._metadata: dict[str, MetricMetadata] = {}
+        self._shadow_lock = threading.Lock()  # one writer at a time (INSERT OR REPLACE races otherwise)
         self._shadow = duckdb.connect(":memory:")
         self._shadow.execute(_SHADOW_SCHEMA)
         self._pool = concurrent.futures.ThreadPoolExecutor(max(1, options.read_parallelism))
@@ -240,11 +242,12 @@ class RemoteMetricStore:
                 if (k := self.index.keys.get(sid)) is not None
             ]
         if rows:
-            cur = self._shadow.cursor()
-            try:
-                cur.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)", rows)
-            finally:
-                cur.close()
+            with self._shadow_lock:
+                cur = self._shadow.cursor()
+                try:
+                    cur.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)", rows)
+                finally:
+                    cur.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the shadow tables (``series``, an empty ``samples_head``, ``lineage``, and an
@@ -262,6 +265,25 @@ class RemoteMetricStore:
             finally:
                 cur.close()
         return len(data)
+
+    def mirror_configs(self, rows: Iterable[tuple[int, str, str, str]]) -> int:
+        """Copy catalog config snapshots ``(ts, entity json, config json, source)`` into the shadow."""
+        data = list(rows)
+        if data:
+            cur = self._shadow.cursor()
+            try:
+                cur.executemany("INSERT INTO configs VALUES (?, ?, ?, ?)", data)
+            finally:
+                cur.close()
+        return len(data)
+
+    def configs_watermark(self) -> int:
+        cur = self._shadow.cursor()
+        try:
+            row = cur.execute("SELECT max(ts) FROM configs").fetchone()
+        finally:
+            cur.close()
+        return int(row[0]) if row and row[0] is not None else -(2**62)
 
     def lineage_watermark(self) -> int:
         cur = self._shadow.cursor()
