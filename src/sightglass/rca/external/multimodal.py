@@ -51,6 +51,7 @@ class MultimodalConfig:
     peer_floor: float = 0.5  # smallest peer scale, in log1p units
     peer_rel_floor: float = 0.1  # and as a fraction of the signal's top value in the case
     min_spans: int = 5
+    min_ref_calls: int = 2  # reference calls on an edge needed to judge its delay
     min_path_spans: int = 3  # reference spans of a kind needed to learn its code path
     weights: tuple[tuple[str, float], ...] = (("paths", 2.0),)  # per-signal weight on its peer z (default 1)
     path_prior_spans: float = 10.0  # spans added to a service's count in the broken-span share (3 min)
@@ -113,8 +114,8 @@ def _edges_and_self(traces: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return gaps, s[["service", "self_us"]]
 
 
-def _z(base: np.ndarray, window: np.ndarray, q: float = 0.5) -> float:
-    if base.size < 3 or window.size < 3:
+def _z(base: np.ndarray, window: np.ndarray, q: float = 0.5, min_base: int = 3) -> float:
+    if base.size < min_base or window.size < 3:
         return 0.0
     med = float(np.median(base))
     mad = 1.4826 * float(np.median(np.abs(base - med)))
@@ -122,7 +123,7 @@ def _z(base: np.ndarray, window: np.ndarray, q: float = 0.5) -> float:
     return max(0.0, (float(np.quantile(window, q)) - float(np.quantile(base, q))) / scale)
 
 
-def delay_scores(ref_gaps: pd.DataFrame, win_gaps: pd.DataFrame, min_spans: int) -> dict[str, float]:
+def delay_scores(ref_gaps: pd.DataFrame, win_gaps: pd.DataFrame, min_spans: int, min_ref: int = 3) -> dict[str, float]:
     ref = {k: g["gap_us"].to_numpy() for k, g in ref_gaps.groupby(["caller", "callee"])}
     inbound: dict[str, list[float]] = {}
     outbound: dict[str, float] = {}
@@ -130,7 +131,7 @@ def delay_scores(ref_gaps: pd.DataFrame, win_gaps: pd.DataFrame, min_spans: int)
         base = ref.get((caller, callee))
         if base is None or len(g) < min_spans:
             continue
-        v = math.log1p(_z(base, g["gap_us"].to_numpy()))
+        v = math.log1p(_z(base, g["gap_us"].to_numpy(), min_base=min_ref))
         inbound.setdefault(str(callee), []).append(v)
         outbound[str(caller)] = max(outbound.get(str(caller), 0.0), v)
     return {c: (sum(v) / len(v)) * (0.0 if outbound.get(c, 0.0) > sum(v) / len(v) else 1.0)
@@ -416,7 +417,7 @@ def multimodal_scores(case: Case, cfg: MultimodalConfig | None = None) -> dict[s
     scored = score_services(case, cfg.metrics, edges=graph)
     metric = {s.service: s.score for s in scored}
     cpu = {s.service: s.families.get("cpu", 0.0) for s in scored}
-    delay = delay_scores(ref_gaps, win_gaps, cfg.min_spans)
+    delay = delay_scores(ref_gaps, win_gaps, cfg.min_spans, cfg.min_ref_calls)
     selft = self_scores(ref_self, win_self, cfg.min_spans)
     breaks = break_scores(_events(ref_logs, ref_traces), _events(win_logs, win_traces))
     logs = log_scores(ref_logs, win_logs, REFERENCE_MINUTES, len(minutes)) if not win_logs.empty else {}
