@@ -100,11 +100,24 @@ class Server:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
-        t = psutil.Process(self.pid).cpu_times()
-        return float(t.user + t.system)
+        """User + system CPU of the server and of its child processes (e.g. parse workers)."""
+        proc = psutil.Process(self.pid)
+        t = proc.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system  # children that exited
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                c = child.cpu_times()
+                total += c.user + c.system
+        return float(total)
 
     def peak_rss(self) -> int:
-        return peak_rss_bytes(self.pid)
+        """Peak RSS of the server plus that of each live child process."""
+        total = peak_rss_bytes(self.pid)
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error, OSError):
+                    total += peak_rss_bytes(child.pid)
+        return total
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         return request(self.port, "POST", path, body, headers)

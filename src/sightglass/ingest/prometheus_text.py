@@ -52,6 +52,8 @@ class ParseResult:
     new_series: int = 0
     families: int = 0
     eof: bool = False
+    # the parser's number of each ``batch.series`` entry (its position in ``TextParser.keys``)
+    series_numbers: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -161,6 +163,11 @@ class TextParser:
         self.limits = limits or ParserLimits()
         self._cache: dict[str, int] = {}
         self._keys: list[SeriesKey] = []
+
+    @property
+    def keys(self) -> list[SeriesKey]:
+        """Every series this parser has seen, by number (append-only)."""
+        return self._keys
 
     def parse(
         self,
@@ -308,7 +315,8 @@ class TextParser:
             uniq, inverse = np.unique(sids, return_inverse=True)
             series = list(map(keys.__getitem__, uniq.tolist()))
         else:
-            inverse, series = np.empty(0, dtype=np.int64), []
+            uniq = inverse = np.empty(0, dtype=np.int64)
+            series = []
         batch = SampleBatch(
             series=series,
             series_index=inverse.astype(np.int64),
@@ -316,7 +324,14 @@ class TextParser:
             values=values,
             metadata=metadata,
         )
-        return ParseResult(batch=batch, samples=n, new_series=new_series, families=len(families), eof=eof)
+        return ParseResult(
+            batch=batch,
+            samples=n,
+            new_series=new_series,
+            families=len(families),
+            eof=eof,
+            series_numbers=uniq,
+        )
 
     def _new_series(self, line: str, lineno: int) -> tuple[int, str, int]:
         """Resolve a line whose series is not cached: returns (series index, rest of line, 1 if new)."""

@@ -19,7 +19,8 @@ from starlette.routing import Route
 
 from sightglass.api.envelope import error
 from sightglass.ingest.limits import IngestError, decompress, read_body
-from sightglass.ingest.prometheus_text import ParseError, ParserLimits, TextParser
+from sightglass.ingest.prometheus_text import ParseError, ParseResult, ParserLimits, TextParser
+from sightglass.ingest.workers import TextParsePool
 from sightglass.model import LABEL_NAME_RE, SeriesKey
 from sightglass.store.base import LimitExceeded, StoreError
 
@@ -28,10 +29,13 @@ PATH = "/api/v1/import/prometheus"
 
 def make_import_routes(ctx: Any) -> list[Route]:
     limits = ctx.config.limits
-    parser = TextParser(ParserLimits(limits.max_label_value_bytes, limits.max_labels_per_series))
+    parser_limits = ParserLimits(limits.max_label_value_bytes, limits.max_labels_per_series)
+    parser = TextParser(parser_limits)
     lock = threading.Lock()  # the parser's series cache is shared by all pushes
+    pool = TextParsePool(parser_limits)  # large bodies: parsed in worker processes (other cores)
+    ctx.extras["text_parse_pool"] = pool
 
-    def parse(body: bytes, now_ms: int) -> Any:
+    def parse(body: bytes, now_ms: int) -> ParseResult:
         with lock:
             return parser.parse(body, openmetrics=False, default_ts_ms=now_ms)
 
@@ -47,7 +51,10 @@ def make_import_routes(ctx: Any) -> list[Route]:
             body = await asyncio.to_thread(
                 decompress, raw, request.headers.get("content-encoding"), limits.max_decompressed_bytes
             )
-            res = await asyncio.to_thread(parse, body, int(time.time() * 1000))
+            now_ms = int(time.time() * 1000)
+            res = await pool.parse(body, now_ms) if pool.wants(body) else None
+            if res is None:
+                res = await asyncio.to_thread(parse, body, now_ms)
         except IngestError as e:
             return _reject(ctx, e.reason, str(e), e.status)
         except ParseError as e:
