@@ -24,7 +24,8 @@ class StoreReport:
     compression: dict[str, list[tuple[str, str, int, int]]] = field(default_factory=dict)
 
     def partition_bytes(self) -> int:
-        return sum(b for t, b in self.table_bytes.items() if t.startswith("samples_"))
+        """Day tables, their timestamp bases (``tsbase_<day>``, sealed days) and the head."""
+        return sum(b for t, b in self.table_bytes.items() if t.startswith(("samples_", "tsbase_")))
 
 
 COMPACT_ERRORS: list[str] = []
@@ -106,7 +107,8 @@ def analyse(
             tmp = Path(d)
             base = _empty_db_bytes(tmp)
             rollups = [t for t in names if t.startswith("rollup_")]
-            for t in [*parts, "samples_head", *tables, *rollups]:
+            bases = [t for t in names if t.startswith("tsbase_")]
+            for t in [*parts, *bases, "samples_head", *tables, *rollups]:
                 if t not in names:
                     continue
                 n = con.execute(f"SELECT count(*) FROM {t}").fetchone()
@@ -139,9 +141,13 @@ def format_report(rep: StoreReport, title: str) -> str:
         lines.append(
             f"    {t:<18} {rep.table_rows[t]:>13,} rows {b / 1e6:>10,.1f} MB  {b / n:>6.2f} B/sample"
         )
+    part = rep.partition_bytes()
+    lines.append(
+        f"    {'= samples (days + tsbase + head)':<32} {part / 1e6:>10,.1f} MB  {part / n:>6.2f} B/sample"
+    )
     lines.append("  compression DuckDB picked (pragma_storage_info: column, compression, segments, rows):")
     for t, comp in rep.compression.items():
-        if not (t.startswith("samples_") or t.startswith("rollup_")):
+        if not t.startswith(("samples_", "rollup_", "tsbase_")):
             continue
         per_col: dict[str, list[str]] = {}
         for col, kind, segs, rows in comp:

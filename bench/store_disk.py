@@ -15,18 +15,22 @@ with live data (it moves what is older than ``head`` = 1 h, in slices), then for
 Prints the file size, each table's size alone (copied into a fresh DuckDB file), bytes/sample,
 ``pragma_storage_info``'s compression per column of the partition and rollups, and the size of the same
 partition under alternative layouts (re-sorted, ts as INTEGER offset, wide per-GPU table).
-Reference (docs/performance-anchors §6, same shape): VictoriaMetrics 1.19 B/sample, Prometheus blocks 2.43.
+Unless ``--no-vm``, the same samples also go into a real VictoriaMetrics (``victoria-metrics`` on PATH) and its
+bytes/sample after a force merge are printed with the ratio. Reference (docs/performance-anchors §6, same
+shape): VictoriaMetrics 1.19 B/sample, Prometheus blocks 2.43.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import _fleet
+import _peers
 import _storage
 import duckdb
 import numpy as np
@@ -38,30 +42,91 @@ from sightglass.store.duckdb import DB_FILENAME, DuckDBStore, StoreOptions
 DAY0_MS = 1_795_132_800_000  # 2026-11-21T00:00:00Z
 
 
-def load(data: Path, fleet: _fleet.Fleet, scrapes: int, batch_scrapes: int, compact_every: int) -> float:
+class VictoriaSink:
+    """The same samples, batch by batch, into a real VictoriaMetrics (``/api/v1/import`` JSON lines)."""
+
+    def __init__(self, fleet: _fleet.Fleet) -> None:
+        self.srv = _peers.start_vm()
+        self.metrics = [json.dumps(lab) for lab in fleet.series_labels()]
+        self.samples = 0
+        self.seconds = 0.0
+
+    def send(self, vals: np.ndarray, ts: list[int]) -> None:
+        """``vals``: (scrapes, series) for the scrape times ``ts``."""
+        t0 = time.perf_counter()
+        stamps = ",".join(map(str, ts))
+        cols = vals.T.tolist()
+        lines = [
+            f'{{"metric":{m},"values":[{",".join(map(repr, col))}],"timestamps":[{stamps}]}}'
+            for m, col in zip(self.metrics, cols, strict=True)
+        ]
+        status, body = self.srv.post("/api/v1/import", "\n".join(lines).encode(), {})
+        if status >= 300:
+            raise RuntimeError(f"victoria-metrics import -> {status}: {body[:300]!r}")
+        self.samples += vals.size
+        self.seconds += time.perf_counter() - t0
+
+    def finish(self, last_ms: int, window_s: int) -> tuple[int, int, int]:
+        """(samples VictoriaMetrics counts, bytes after flush, bytes after a full merge)."""
+        _peers.vm_flush(self.srv)
+        stored, deadline = 0, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stored = int(_peers.prom_query_scalar(
+                self.srv, f'sum(count_over_time({{__name__=~"DCGM_.+"}}[{window_s}s]))', last_ms / 1000,
+                {"nocache": "1"},
+            ))  # fmt: skip
+            if stored >= self.samples:
+                break
+            time.sleep(1)
+            _peers.vm_flush(self.srv)
+        flushed = _peers.dir_bytes(self.srv.data)
+        _peers.vm_force_merge(self.srv)
+        return stored, flushed, _peers.dir_bytes(self.srv.data)
+
+    def stop(self) -> None:
+        self.srv.stop()
+
+
+def load(
+    data: Path,
+    fleet: _fleet.Fleet,
+    scrapes: int,
+    batch_scrapes: int,
+    compact_every: int,
+    sink: VictoriaSink | None = None,
+) -> float:
     keys = [SeriesKey.of(lab["__name__"], lab) for lab in fleet.series_labels()]
     n = fleet.n_series
     store = DuckDBStore(data, options=StoreOptions(compact_every_s=1e9))
     t0 = time.perf_counter()
+    t_store = 0.0
     try:
         for lo in range(0, scrapes, batch_scrapes):
             hi = min(lo + batch_scrapes, scrapes)
-            vals = np.concatenate([fleet.values(s) for s in range(lo, hi)])
+            mat = np.stack([fleet.values(s) for s in range(lo, hi)])
+            vals = mat.ravel()
             ts = np.repeat(fleet.start_ms + np.arange(lo, hi, dtype=np.int64) * _fleet.STEP_MS, n)
             idx = np.tile(np.arange(n, dtype=np.int64), hi - lo)
+            a = time.perf_counter()
             store.append(SampleBatch(series=keys, series_index=idx, ts_ms=ts, values=vals))
+            t_store += time.perf_counter() - a
+            if sink is not None:
+                sink.send(mat, [fleet.start_ms + k * _fleet.STEP_MS for k in range(lo, hi)])
             if compact_every and hi % compact_every == 0:
+                a = time.perf_counter()
                 _compact(store, force=False)
+                t_store += time.perf_counter() - a
             if hi % 360 == 0:
                 print(
                     f"  {hi * _fleet.STEP_MS / 3_600_000:.0f} h loaded, {time.perf_counter() - t0:,.0f} s",
                     flush=True,
                 )
+        a = time.perf_counter()
         _compact(store, force=True)
     finally:
         store.close()
     _storage.compact_store(data)  # a no-op move, then a clean CHECKPOINT from a fresh connection
-    return time.perf_counter() - t0
+    return t_store + time.perf_counter() - a
 
 
 def _compact(store: DuckDBStore, *, force: bool) -> None:
@@ -79,8 +144,6 @@ def alternatives(data: Path, part: str, fleet: _fleet.Fleet, samples: int) -> li
         # series id -> (gpu index, metric index), from the series table
         rows = con.execute("SELECT id, metric, labels FROM series").fetchall()
         metric_no = {m: i for i, (m, _, _) in enumerate(_fleet.METRICS)}
-        import json
-
         uuid_no: dict[str, int] = {}
         for node in range(fleet.nodes):
             for g in range(_fleet.GPUS_PER_NODE):
@@ -92,13 +155,22 @@ def alternatives(data: Path, part: str, fleet: _fleet.Fleet, samples: int) -> li
                 gpus.append(uuid_no[json.loads(labels)["UUID"]])
                 mets.append(metric_no[metric])
         con.register("sid_map", pa.table({"sid": ids, "gpu": gpus, "m": mets}))
+        stored = part
+        day = part[len("samples_") :]
+        has_base = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [f"tsbase_{day}"]
+        ).fetchone()
+        if has_base and has_base[0]:  # sealed with timestamp deltas: the layouts below start from plain ts
+            con.execute(f"CREATE TEMP VIEW part_plain AS {DuckDBStore._absolute_sql(day)}")
+            part = "part_plain"
         day0 = con.execute(f"SELECT min(ts) // 86400000 * 86400000 FROM {part}").fetchone()[0]  # type: ignore[index]
         wide_cols = ", ".join(
             f"max(value) FILTER (WHERE m = {i}) AS {name.lower()}"
             for i, (name, _, _) in enumerate(_fleet.METRICS)
         )
         layouts = [
-            ("as stored", f"SELECT * FROM {part}"),
+            ("as stored (day table alone)", f"SELECT * FROM {stored}"),
+            ("plain (series_id, ts, value)", f"SELECT * FROM {part}"),
             ("re-sorted by (series_id, ts)", f"SELECT * FROM {part} ORDER BY series_id, ts"),
             ("sorted by (series_id, ts) within 1-hour slices (compaction moving whole hours)",
              f"SELECT * FROM {part} ORDER BY ts // 3600000, series_id, ts"),
@@ -171,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--data", default=None, help="keep the store here (default: a temp dir, removed)")
     ap.add_argument("--no-alternatives", action="store_true")
+    ap.add_argument(
+        "--no-vm", action="store_true", help="skip VictoriaMetrics (by default the same samples go into one too)"
+    )
     args = ap.parse_args(argv)
     fleet = _fleet.Fleet(nodes=args.nodes, start_ms=DAY0_MS)
     scrapes = int(args.hours * 360)
@@ -182,10 +257,30 @@ def main(argv: list[str] | None = None) -> int:
               f"{'every ' + str(args.compact_every_min) + ' min of data' if args.compact_every_min else 'once at the end'}",
               flush=True)  # fmt: skip
         batch_min = min(args.batch_min, args.compact_every_min) if args.compact_every_min else args.batch_min
-        secs = load(data, fleet, scrapes, batch_min * per_min, args.compact_every_min * per_min)
+        sink = VictoriaSink(fleet) if not args.no_vm and _peers.have(_peers.VM_BIN) else None
+        try:
+            secs = load(data, fleet, scrapes, batch_min * per_min, args.compact_every_min * per_min, sink)
+            vm = sink.finish(fleet.start_ms + (scrapes - 1) * _fleet.STEP_MS, scrapes * 10 + 10) if sink else None
+        finally:
+            if sink:
+                sink.stop()
         rep = _storage.analyse(data)
-        print(f"  loaded + compacted in {secs:,.0f} s ({rep.samples / secs:,.0f} samples/s)")
+        print(f"  Sightglass loaded + compacted in {secs:,.0f} s ({rep.samples / secs:,.0f} samples/s)")
         print(_storage.format_report(rep, "Sightglass store"))
+        if sink and vm:
+            stored, flushed, merged = vm
+            n = max(stored, 1)
+            sg_part = rep.partition_bytes() / max(rep.samples, 1)
+            sg_file = rep.file_bytes / max(rep.samples, 1)
+            print(
+                f"VictoriaMetrics (same samples, /api/v1/import, {sink.seconds:,.0f} s incl. JSON encoding): "
+                f"{stored:,} samples stored{'' if stored == sink.samples else f' of {sink.samples:,} SENT'}; "
+                f"{flushed / n:.2f} B/sample after flush, {merged / n:.2f} after force_merge"
+            )
+            print(
+                f"ratio Sightglass / VictoriaMetrics (merged): samples partition {sg_part / (merged / n):.2f}x, "
+                f"whole file incl. rollups {sg_file / (merged / n):.2f}x  (target <= 2x)"
+            )
         parts = [t for t in rep.table_bytes if t.startswith("samples_") and t != "samples_head"]
         if _storage.COMPACT_ERRORS:
             print(

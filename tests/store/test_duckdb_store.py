@@ -267,8 +267,12 @@ def test_closed_days_are_sealed_sorted_with_rollups(tmp_path: Path) -> None:
         assert cur.execute("SELECT key FROM meta WHERE key LIKE 'sealed:%'").fetchall() == [
             ("sealed:" + s.partitions()[0][8:],)
         ]
-        rows = cur.execute(f"SELECT series_id, ts FROM {s.partitions()[0]}").fetchall()
+        day = s.partitions()[0][8:]
+        rows = cur.execute(f"SELECT series_id, ts FROM ({s._absolute_sql(day)})").fetchall()
         assert rows == sorted(rows) and len(rows) == 4 * 360 * 24
+        # sealed with per-series timestamp deltas: regular 10-s scrapes are one constant gap
+        assert cur.execute(f"SELECT DISTINCT dt FROM samples_{day}").fetchall() == [(10_000,)]
+        assert cur.execute(f"SELECT count(*), sum(n) FROM tsbase_{day}").fetchone() == (4 * 24, 4 * 360 * 24)
         assert s.read_rollup(np.arange(4), 0, 2**62, "1h").num_rows == 4 * 24  # buckets [h, h+1h) inside the day
         assert s.stats()["head_samples"] > 0  # the newest hour stays in the head
 
@@ -285,3 +289,79 @@ def test_compaction_after_a_crash_with_a_wal(tmp_path: Path) -> None:
     with DuckDBStore(tmp_path) as s:
         assert s.compact() == 1
         assert s.stats()["wal_bytes"] == 0
+
+
+def _day_rows(n_series: int, t0: int, rng: np.random.Generator) -> list[tuple[str, dict[str, str], int, float]]:
+    rows = []
+    for k in range(n_series):
+        # jittered scrapes, a gap of 40 minutes, a lone sample in another hour, duplicates
+        ts = t0 + np.arange(0, 6 * 3600, 10) * 1000 + rng.integers(-40, 40, 6 * 360)
+        ts = ts[(ts < t0 + 2 * HOUR) | (ts > t0 + 2 * HOUR + 40 * 60_000)]
+        ts = np.append(ts, [t0 + 9 * HOUR + 123, t0 + 9 * HOUR + 123])
+        rows += [("m", {"k": str(k)}, int(t), float(i)) for i, t in enumerate(ts)]
+    return rows
+
+
+def test_sealed_delta_layout_reads_back_exactly_in_any_window(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    t0 = DAY_MS * 20_100 + 5_000
+    rows = _day_rows(5, t0, rng)
+    rows.append(("m", {"k": "0"}, t0 + 3 * HOUR + 10_000, math.nan))  # a value that is NaN, not a stale marker
+    opts = StoreOptions(compact_every_s=3600, retention_ms=10 * DAY_MS)
+    with DuckDBStore(tmp_path, options=opts) as s:
+        s.append(SampleBatch.from_rows(rows))
+        # a stale marker in the middle of an hour
+        s.append(
+            SampleBatch(
+                [SeriesKey.of("m", {"k": "1"})], np.array([0]), np.array([t0 + 4 * HOUR + 1]),
+                np.array([0.0]), stale=np.array([True]),
+            )
+        )
+        s.compact()
+        day = s.partitions()[0][8:]
+        assert day in s._delta_days
+        expected: dict[tuple[str, int], float] = {}
+        for _, lab, t, v in rows:
+            expected[(lab["k"], t)] = v
+        for lo, hi in [(0, 2**50), (t0 + HOUR + 17, t0 + 3 * HOUR - 5), (t0 + 2 * HOUR + 1, t0 + 2 * HOUR + 2_000_000),
+                       (t0 + 9 * HOUR + 123, t0 + 9 * HOUR + 123), (t0 + 23 * HOUR, t0 + 30 * HOUR)]:  # fmt: skip
+            got = {}
+            for sd in s.select([Matcher("__name__", "=", "m")], lo, hi):
+                assert (np.diff(sd.ts_ms) > 0).all()
+                for t, v, st_ in zip(sd.ts_ms, sd.values, sd.stale, strict=True):
+                    if st_:
+                        assert sd.key.labels == (("k", "1"),) and int(t) == t0 + 4 * HOUR + 1
+                        continue
+                    got[(dict(sd.key.labels)["k"], int(t))] = float(v)
+            want = {k: v for k, v in expected.items() if lo <= k[1] <= hi}
+            assert got.keys() == want.keys()
+            assert all(got[k] == want[k] or (math.isnan(got[k]) and math.isnan(want[k])) for k in want)
+        assert len(s.series([[Matcher("__name__", "=", "m")]], t0 + 2 * HOUR + 50 * 60_000, t0 + 2 * HOUR + 51 * 60_000)) == 5
+        assert s.series([[Matcher("__name__", "=", "m")]], t0 + 20 * HOUR, t0 + 21 * HOUR) == []
+        with pytest.raises(LimitExceeded, match="over the limit of 100"):
+            s.read_ids(s.select_ids([Matcher("__name__", "=", "m")]), 0, 2**50, limit_samples=100)
+        # late data for the sealed day goes back to plain timestamps, and is sealed again with deltas
+        s.append(SampleBatch.from_rows([("m", {"k": "0"}, t0 + 12 * HOUR, 42.0)]))
+        s.compact()
+        assert day in s._delta_days
+        (sd,) = s.select([Matcher("k", "=", "0")], t0 + 11 * HOUR, t0 + 13 * HOUR)
+        assert list(sd.ts_ms) == [t0 + 12 * HOUR] and list(sd.values) == [42.0]
+    with DuckDBStore(tmp_path, read_only=True) as ro:  # reopened: the layout is found again
+        assert day in ro._delta_days
+        assert sum(len(x) for x in ro.select([Matcher("__name__", "=", "m")], 0, 2**50)) == len(expected) + 2
+
+
+def test_a_plain_sealed_day_from_an_older_file_stays_readable(tmp_path: Path) -> None:
+    t0 = DAY_MS * 20_200
+    rows = [("m", {"k": str(k)}, t0 + j * 10_000, float(j)) for k in range(3) for j in range(100)]
+    with DuckDBStore(tmp_path) as s:
+        s.append(SampleBatch.from_rows(rows))
+        s.compact()
+        day = s.partitions()[0][8:]
+        cur = s.cursor()
+        s._to_plain_layout(cur, day)  # what schema version 1 left behind
+        cur.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with DuckDBStore(tmp_path) as s:
+        assert s.schema_version() == 2 and day not in s._delta_days
+        got = s.select([Matcher("__name__", "=", "m")], t0 + 50_000, t0 + 150_000)
+        assert [list(x.values) for x in got] == [[5.0, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] * 3

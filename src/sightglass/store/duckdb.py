@@ -55,6 +55,7 @@ from sightglass.model import (
 )
 from sightglass.store.base import LimitExceeded, StoreError, WriteResult
 from sightglass.store.index import SeriesIndex
+from sightglass.store.memory import keep_freed_memory
 from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row
 from sightglass.store.rows import to_json as _json
 
@@ -65,6 +66,7 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 _PART_RE = re.compile(r"^samples_(\d{8})$")
+_BASE_RE = re.compile(r"^tsbase_(\d{8})$")
 
 MIGRATIONS: list[str] = [
     # 1: metrics, catalog
@@ -96,6 +98,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE incidents (id VARCHAR PRIMARY KEY, opened_ms BIGINT, closed_ms BIGINT, state VARCHAR,
                             title VARCHAR, payload VARCHAR);
     """,
+    # 2: sealed days may be stored with per-series timestamp deltas (samples_<day> (series_id, hour, dt,
+    # value) + tsbase_<day>); nothing to rewrite, older files stay readable, but an older Sightglass
+    # must refuse such a file rather than misread it
+    "SELECT 1;",
 ]
 
 _SAMPLE_SCHEMA = pa.schema([("series_id", pa.int32()), ("ts", pa.int64()), ("value", pa.float64())])
@@ -111,6 +117,7 @@ class StoreOptions:
     group_commit_max_samples: int = 500_000
     threads: int = 2
     memory_limit: str | None = None
+    keep_freed_memory: bool = True  # glibc keeps freed heap for the next query (sightglass.store.memory)
 
 
 _MAX_TS_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
@@ -137,6 +144,8 @@ class DuckDBStore:
         if not read_only:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.data_dir / DB_FILENAME
+        if self.options.keep_freed_memory:
+            keep_freed_memory()
         if read_only and not self.path.exists():
             raise StoreError(f"no Sightglass data in {self.data_dir} (expected {self.path})")
         config: dict[str, Any] = {"threads": self.options.threads}
@@ -158,6 +167,8 @@ class DuckDBStore:
         self._next_id = 0
         self._last_ms: dict[int, int] = {}
         self._load_series()
+        # days whose sealed table stores per-series timestamp deltas (see _to_delta_layout)
+        self._delta_days: frozenset[str] = self._load_delta_days()
         self._metadata: dict[str, MetricMetadata] = {m: v[0] for m, v in self.metadata().items() if v}
         self._queue: queue.Queue[tuple[SampleBatch, int | None, Future[WriteResult]] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -235,6 +246,10 @@ class DuckDBStore:
             if last_ms is not None:
                 self._last_ms[sid] = last_ms
             self._next_id = max(self._next_id, sid + 1)
+
+    def _load_delta_days(self) -> frozenset[str]:
+        rows = self.cursor().execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'tsbase_%'")
+        return frozenset(m.group(1) for (t,) in rows.fetchall() if (m := _BASE_RE.match(t)))
 
     # ------------------------------------------------------------------ writes
     def append(self, batch: SampleBatch, *, max_new_series: int | None = None) -> WriteResult:
@@ -479,6 +494,7 @@ class DuckDBStore:
 
     def _move(self, cur: duckdb.DuckDBPyConnection, min_ts: int, cutoff: int) -> int:
         moved = 0
+        replained: set[str] = set()
         cur.execute("BEGIN")
         try:
             day_lo = (min_ts // DAY_MS) * DAY_MS
@@ -486,13 +502,20 @@ class DuckDBStore:
                 lo, hi = day_start, min(day_start + DAY_MS, cutoff)
                 day = _day_of(day_start)
                 table = f"samples_{day}"
+                if day in self._delta_days and day not in replained:
+                    has = cur.execute(
+                        "SELECT count(*) FROM samples_head WHERE ts >= ? AND ts < ?", [lo, hi]
+                    ).fetchall()
+                    if has[0][0]:  # late rows for a sealed day: back to plain timestamps first
+                        self._to_plain_layout(cur, day)
+                        replained.add(day)
                 cur.execute(
                     f"CREATE TABLE IF NOT EXISTS {table} "
                     "(series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)"
                 )
                 cur.execute(
                     f"INSERT INTO {table} SELECT series_id, ts, value FROM samples_head "
-                    "WHERE ts >= ? AND ts < ? ORDER BY series_id, ts",
+                    "WHERE ts >= ? AND ts < ? ORDER BY series_id, ts, rowid",
                     [lo, hi],
                 )
                 row = cur.execute("SELECT count(*) FROM samples_head WHERE ts >= ? AND ts < ?", [lo, hi]).fetchall()
@@ -515,6 +538,8 @@ class DuckDBStore:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        if replained:
+            self._delta_days = self._delta_days - replained
         for sid, last in cur.execute("SELECT id, last_ms FROM series WHERE last_ms IS NOT NULL").fetchall():
             self._last_ms[sid] = last
         return moved
@@ -540,15 +565,76 @@ class DuckDBStore:
                 continue
             cur.execute("BEGIN")
             try:
-                cur.execute(f"CREATE TABLE {table}_sorted AS SELECT * FROM {table} ORDER BY series_id, ts")
+                # rowid keeps the order rows were moved in, so duplicates stay in write order
+                cur.execute(
+                    f"CREATE TABLE {table}_sorted AS SELECT series_id, ts, value FROM {table} "
+                    "ORDER BY series_id, ts, rowid"
+                )
                 cur.execute(f"DROP TABLE {table}")
                 cur.execute(f"ALTER TABLE {table}_sorted RENAME TO {table}")
                 self._rollup(cur, table, day_start)
+                delta = self._to_delta_layout(cur, day, day_start)
                 cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"sealed:{day}", str(int(time.time()))])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            if delta:
+                self._delta_days = self._delta_days | {day}
+
+    def _to_delta_layout(self, cur: duckdb.DuckDBPyConnection, day: str, day_start: int) -> bool:
+        """Rewrite a sorted day as ``(series_id, hour, dt, value)`` plus ``tsbase_<day>``.
+
+        DuckDB bit-packs a column in groups of 2,048 values, and one series boundary in a group widens
+        the whole group's timestamp deltas to ~27 bits: absolute timestamps took 1.08 B/sample even when
+        perfectly regular. Here each (series, hour) chunk stores the gap to the previous sample (its
+        first row repeats the next gap, so a regular series is one constant), and ``tsbase_<day>`` keeps
+        each chunk's first and last timestamp. Reads rebuild ``ts = first + cumsum(dt)`` in numpy and
+        filter by ``hour`` in SQL. Days with timestamps outside their UTC day (clamped far past/future
+        data) keep the plain layout.
+        """
+        table = f"samples_{day}"
+        row = cur.execute(f"SELECT count(*), min(ts), max(ts) FROM {table}").fetchone()
+        if not row or not row[0] or row[1] < day_start or row[2] >= day_start + DAY_MS:
+            return False
+        cur.execute(
+            f"""
+            CREATE TABLE {table}_delta AS
+            WITH s AS (SELECT series_id, ts, value, rowid AS r, ((ts - {day_start}) // {HOUR_MS})::UTINYINT AS hour
+                       FROM {table})
+            SELECT series_id, hour,
+                   coalesce(ts - lag(ts) OVER w, lead(ts) OVER w - ts, 0)::INTEGER AS dt, value
+            FROM s WINDOW w AS (PARTITION BY series_id, hour ORDER BY r)
+            ORDER BY r
+            """
+        )
+        cur.execute(
+            f"CREATE TABLE tsbase_{day} AS SELECT series_id, ((ts - {day_start}) // {HOUR_MS})::UTINYINT AS hour, "
+            f"arg_min(ts, rowid) AS first_ts, arg_max(ts, rowid) AS last_ts, count(*)::INTEGER AS n "
+            f"FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        cur.execute(f"DROP TABLE {table}")
+        cur.execute(f"ALTER TABLE {table}_delta RENAME TO {table}")
+        return True
+
+    @staticmethod
+    def _absolute_sql(day: str) -> str:
+        """A SELECT of a delta-layout day as ``(series_id, ts, value)`` in stored order, in SQL."""
+        return (
+            f"SELECT s.series_id, (b.first_ts + sum(s.dt) OVER w - first_value(s.dt) OVER w)::BIGINT AS ts, "
+            f"s.value FROM (SELECT *, rowid AS r FROM samples_{day}) s "
+            f"JOIN tsbase_{day} b ON b.series_id = s.series_id AND b.hour = s.hour "
+            "WINDOW w AS (PARTITION BY s.series_id, s.hour ORDER BY s.r ROWS BETWEEN UNBOUNDED PRECEDING "
+            "AND CURRENT ROW) ORDER BY s.r"
+        )
+
+    def _to_plain_layout(self, cur: duckdb.DuckDBPyConnection, day: str) -> None:
+        """Back to ``(series_id, ts, value)``, before late rows are appended to a sealed day."""
+        table = f"samples_{day}"
+        cur.execute(f"CREATE TABLE {table}_plain AS {self._absolute_sql(day)}")
+        cur.execute(f"DROP TABLE {table}")
+        cur.execute(f"DROP TABLE tsbase_{day}")
+        cur.execute(f"ALTER TABLE {table}_plain RENAME TO {table}")
 
     def _rollup(self, cur: duckdb.DuckDBPyConnection, table: str, day_start: int) -> None:
         """5-minute and hourly rollups of one whole (sealed) day, written sorted by (series_id, ts)."""
@@ -597,6 +683,8 @@ class DuckDBStore:
             )
             if day_start + DAY_MS <= horizon:
                 cur.execute(f"DROP TABLE {table}")
+                cur.execute(f"DROP TABLE IF EXISTS tsbase_{m.group(1)}")
+                self._delta_days = self._delta_days - {m.group(1)}
                 log.info("retention: dropped %s", table)
         rhorizon = newest - self.options.rollup_retention_ms
         cur.execute("DELETE FROM rollup_5m WHERE ts < ?", [rhorizon])
@@ -626,48 +714,9 @@ class DuckDBStore:
         """Samples of the given series ids in [start_ms, end_ms], deduplicated (last write wins)."""
         if ids.size == 0:
             return []
-        cur = self.cursor()
-        sources = self._sample_sources(start_ms, end_ms)
-        union = " UNION ALL ".join(
-            f"SELECT series_id, ts, value, {i} AS src FROM {t} WHERE ts >= $lo AND ts <= $hi"
-            for i, t in enumerate(sources)
-        )
-        cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
-        try:
-            if limit_samples is not None:
-                # fetchall, not fetchone: DuckDB 2 keeps a half-read result open and then refuses
-                # the unregister("_ids") below ("connection has an unfinished result")
-                rows = cur.execute(
-                    f"SELECT count(*) FROM ({union}) s SEMI JOIN _ids ON s.series_id = _ids.id",
-                    {"lo": start_ms, "hi": end_ms},
-                ).fetchall()
-                row = rows[0] if rows else None
-                if row and row[0] > limit_samples:
-                    raise LimitExceeded(
-                        f"query would load {row[0]} samples, over the limit of {limit_samples} "
-                        "(query.max_samples)"
-                    )
-            res = cur.sql(
-                f"SELECT series_id, ts, value FROM ({union}) s SEMI JOIN _ids ON s.series_id = _ids.id "
-                "ORDER BY series_id, ts, src",
-                params={"lo": start_ms, "hi": end_ms},
-            ).to_arrow_table()
-        finally:
-            cur.unregister("_ids")
-            cur.close()
-        if res.num_rows == 0:
+        sid, ts, vals, stale = self.read_arrays(ids, start_ms, end_ms, limit_samples=limit_samples)
+        if len(sid) == 0:
             return []
-        sid = res.column("series_id").to_numpy()
-        ts = res.column("ts").to_numpy()
-        vcol = res.column("value")
-        stale = vcol.is_null().to_numpy(zero_copy_only=False)
-        vals = vcol.fill_null(math.nan).to_numpy()
-        # last write wins for duplicate (series, ts): keep the last row of each run
-        keep = np.ones(len(ts), dtype=bool)
-        if len(ts) > 1:
-            keep[:-1] = (sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1])
-        if not keep.all():
-            sid, ts, vals, stale = sid[keep], ts[keep], vals[keep], stale[keep]
         bounds = np.flatnonzero(np.diff(sid)) + 1
         out: list[SeriesData] = []
         starts = np.concatenate([[0], bounds])
@@ -679,6 +728,155 @@ class DuckDBStore:
                 continue
             out.append(SeriesData(key, ts[a:b], vals[a:b], stale[a:b]))
         return out
+
+    def read_arrays(
+        self,
+        ids: np.ndarray,
+        start_ms: int,
+        end_ms: int,
+        *,
+        limit_samples: int | None = None,
+        rank: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(series, ts, value, stale)`` of ``ids`` in ``[start_ms, end_ms]``, sorted by (series, ts).
+
+        One array per column, for readers that work on whole columns (the PromQL evaluator). ``series``
+        is the series id, or ``rank[series id]`` when ``rank`` is given (rows whose rank is negative are
+        dropped), so a caller gets its own series order from the one sort. A duplicate (series, ts)
+        keeps the last write: later day tables and the head win over earlier sources, and within a
+        source the later row. Stale markers have ``stale`` set and value NaN. Raises
+        :class:`LimitExceeded` past ``limit_samples``.
+        """
+        empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, bool))
+        if ids.size == 0:
+            return empty
+        for attempt in (0, 1):
+            try:
+                parts = self._read_sources(ids, start_ms, end_ms, limit_samples)
+                break
+            except (duckdb.CatalogException, duckdb.BinderException):
+                # a day was sealed or unsealed between choosing the layout and reading it
+                if attempt:
+                    raise
+                self._delta_days = self._load_delta_days()
+        parts = [p for p in parts if len(p[0])]
+        if not parts:
+            return empty
+        if len(parts) == 1:
+            sid, ts, vals, stale = parts[0]
+        else:
+            sid, ts, vals, stale = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        if rank is not None:
+            sid = rank[sid]
+            if (sid < 0).any():
+                ok = sid >= 0
+                sid, ts, vals, stale = sid[ok], ts[ok], vals[ok], stale[ok]
+                if not len(sid):
+                    return empty
+        if len(sid) == 1:
+            return sid, ts, vals, stale
+        t0 = int(ts.min())
+        span = int(ts.max()) - t0 + 2
+        if (int(sid.max()) + 1) * span < 2**62:
+            key = sid * span
+            key += ts
+            key -= t0
+            if not (key[1:] >= key[:-1]).all():
+                order = np.argsort(key, kind="stable")  # stable: sources and rows keep their write order
+                sid, ts, vals, stale, key = sid[order], ts[order], vals[order], stale[order], key[order]
+            dup = key[1:] == key[:-1]
+        else:
+            order = np.lexsort((ts, sid))  # stable too
+            sid, ts, vals, stale = sid[order], ts[order], vals[order], stale[order]
+            dup = (sid[1:] == sid[:-1]) & (ts[1:] == ts[:-1])
+        if dup.any():  # last write wins
+            keep = np.append(~dup, True)
+            sid, ts, vals, stale = sid[keep], ts[keep], vals[keep], stale[keep]
+        return sid, ts, vals, stale
+
+    def _read_sources(
+        self, ids: np.ndarray, lo: int, hi: int, limit: int | None
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        delta = self._delta_days
+        cur = self.cursor()
+        cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        total = 0
+        try:
+            for table in self._sample_sources(lo, hi):
+                left = None if limit is None else limit - total
+                day = table[len("samples_") :]
+                if day in delta:
+                    part = self._read_delta_day(cur, day, lo, hi, left)
+                else:
+                    cap = f" LIMIT {left + 1}" if left is not None else ""
+                    res = cur.sql(
+                        f"SELECT series_id, ts, value FROM {table} s SEMI JOIN _ids ON s.series_id = _ids.id "
+                        f"WHERE ts >= $lo AND ts <= $hi{cap}",
+                        params={"lo": lo, "hi": hi},
+                    ).to_arrow_table()
+                    vals, stale = _values_and_stale(res.column("value"))
+                    part = (
+                        res.column("series_id").to_numpy().astype(np.int64),
+                        res.column("ts").to_numpy().astype(np.int64, copy=False),
+                        vals,
+                        stale,
+                    )
+                total += len(part[0])
+                if limit is not None and total > limit:
+                    raise LimitExceeded(
+                        f"query would load more than {limit} samples, over the limit of {limit} "
+                        "(query.max_samples)"
+                    )
+                parts.append(part)
+        finally:
+            cur.unregister("_ids")
+            cur.close()
+        return parts
+
+    def _read_delta_day(
+        self, cur: duckdb.DuckDBPyConnection, day: str, lo: int, hi: int, limit: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Rebuild a delta-layout day's timestamps for the hours that overlap ``[lo, hi]``."""
+        day_start = int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
+        h0 = max(0, (lo - day_start) // HOUR_MS)
+        h1 = min(23, (hi - day_start) // HOUR_MS)
+        params = {"h0": h0, "h1": h1}
+        base = cur.sql(
+            f"SELECT first_ts, last_ts, n FROM tsbase_{day} b SEMI JOIN _ids ON b.series_id = _ids.id "
+            "WHERE hour >= $h0 AND hour <= $h1 ORDER BY series_id, hour",
+            params=params,
+        ).fetchnumpy()
+        lens = base["n"].astype(np.int64)
+        if limit is not None:  # chunks wholly inside [lo, hi] are surely loaded
+            inside = (base["first_ts"] >= lo) & (base["last_ts"] <= hi)
+            if int(lens[inside].sum()) > limit:
+                raise LimitExceeded(
+                    f"query would load more than {limit} samples, over the limit of {limit} (query.max_samples)"
+                )
+        if not len(lens):
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, bool)
+        res = cur.sql(
+            f"SELECT s.rowid AS r, s.series_id, s.dt, s.value FROM samples_{day} s "
+            "SEMI JOIN _ids ON s.series_id = _ids.id WHERE s.hour >= $h0 AND s.hour <= $h1",
+            params=params,
+        ).to_arrow_table()
+        r = res.column("r").to_numpy()
+        sid = res.column("series_id").to_numpy().astype(np.int64)
+        dts = res.column("dt").to_numpy().astype(np.int64)
+        vals, stale = _values_and_stale(res.column("value"))
+        if len(r) > 1 and not (r[1:] > r[:-1]).all():
+            order = np.argsort(r, kind="stable")
+            sid, dts, vals, stale = sid[order], dts[order], vals[order], stale[order]
+        if int(lens.sum()) != len(sid):
+            raise StoreError(f"samples_{day} and tsbase_{day} disagree ({len(sid)} rows, {int(lens.sum())} indexed)")
+        csum = np.cumsum(dts)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        ts = csum + np.repeat(base["first_ts"].astype(np.int64) - csum[starts], lens)
+        keep = (ts >= lo) & (ts <= hi)
+        if not keep.all():
+            sid, ts, vals, stale = sid[keep], ts[keep], vals[keep], stale[keep]
+        return sid, ts, vals, stale
 
     def read_rollup(self, ids: np.ndarray, start_ms: int, end_ms: int, resolution: str = "5m") -> pa.Table:
         """Rollup rows per series and bucket start ``ts`` (buckets cover ``[ts, ts + width)``; those
@@ -722,8 +920,12 @@ class DuckDBStore:
         hi = end_ms if end_ms is not None else 2**62
         cur = self.cursor()
         sources = self._sample_sources(max(lo, 0), max(min(hi, 2**50), 0))
+        delta = self._delta_days
         union = " UNION ALL ".join(
-            f"SELECT DISTINCT series_id FROM {t} WHERE ts >= $lo AND ts <= $hi" for t in sources
+            f"SELECT DISTINCT series_id FROM tsbase_{t[8:]} WHERE last_ts >= $lo AND first_ts <= $hi"
+            if t[8:] in delta
+            else f"SELECT DISTINCT series_id FROM {t} WHERE ts >= $lo AND ts <= $hi"
+            for t in sources
         )
         cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
         try:
@@ -925,6 +1127,16 @@ class DuckDBStore:
     def iter_tables(self) -> Iterator[str]:
         for (t,) in self.cursor().execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall():
             yield t
+
+
+def _values_and_stale(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Values as float64 (stale markers, stored as NULL, become NaN) and the stale flags."""
+    if col.null_count == 0:
+        return col.to_numpy().astype(np.float64, copy=False), np.zeros(len(col), dtype=bool)
+    return (
+        col.fill_null(math.nan).to_numpy().astype(np.float64, copy=False),
+        col.is_null().to_numpy(zero_copy_only=False),
+    )
 
 
 def _hist_payload(h: Any) -> dict[str, Any]:
