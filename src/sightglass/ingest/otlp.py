@@ -322,6 +322,10 @@ def _time_fields(n: int) -> struct.Struct:
     return st
 
 
+class _NotPlain(Exception):
+    """A point the fast path does not take."""
+
+
 class _Rejected(Exception):
     pass
 
@@ -627,34 +631,34 @@ class MetricsDecoder:
             return None
         dps = _RawPoints.FromString(data.SerializeToString()).data_points
         get = cache.get
-        keys: list[SeriesKey] = []
+        index = acc.index_by_id
+        series = acc.series
+        idx = acc.idx
+        start, s0 = len(idx), len(series)
         heads: list[bytes] = []
         try:
             for b in dps:
                 off = 9 if b[0] == _START_TAG else 0
                 tag = b[off + 9]
                 if b[off] != _TIME_TAG or (tag != _DOUBLE_TAG and tag != _INT_TAG):
-                    return None
+                    raise _NotPlain
                 key = get(b[off + 18 :])
                 if key is None:
-                    return None
-                keys.append(key)
+                    raise _NotPlain
+                i = index.get(id(key))
+                if i is None:
+                    i = index[id(key)] = len(series)
+                    series.append(key)
+                idx.append(i)
                 heads.append(b[off + 1 : off + 18])
-        except IndexError:
+        except (IndexError, _NotPlain):  # not all plain and known: undo; the per-point decoder runs
+            for key in series[s0:]:
+                del index[id(key)]
+            del series[s0:], idx[start:]
             return None
-        n = len(keys)
+        n = len(heads)
         if not n:
             return None
-        index = acc.index_by_id
-        series = acc.series
-        idx = acc.idx
-        start = len(idx)
-        for key in keys:
-            i = index.get(id(key))
-            if i is None:
-                i = index[id(key)] = len(series)
-                series.append(key)
-            idx.append(i)
         acc.ts.extend([0] * n)
         acc.vals.extend([0.0] * n)
         acc.head_pos.extend(range(start, start + n))
