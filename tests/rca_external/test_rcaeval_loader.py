@@ -144,3 +144,12 @@ def test_entry_point_fails_when_every_case_fails(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "not a readable CSV" in out.stderr
+
+
+def test_cases_filter(rcaeval_root: Path) -> None:
+    rows = evaluate_cases([str(rcaeval_root)], "rcaeval", with_baro=False, only=r"^paymentservice_")
+    assert [r["truth"] for r in rows] == ["paymentservice"]
+    out = CliRunner().invoke(main, [str(rcaeval_root), "--format", "rcaeval", "--no-baro", "--cases", "nomatch$"])
+    assert out.exit_code == 2 and "no case id matches --cases 'nomatch$'" in out.output
+    bad = CliRunner().invoke(main, [str(rcaeval_root), "--format", "rcaeval", "--no-baro", "--cases", "(["])
+    assert bad.exit_code == 2 and "--cases" in bad.output and "not a regular expression" in bad.output

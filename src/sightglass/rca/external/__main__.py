@@ -1,8 +1,9 @@
-"""``python -m sightglass.rca.external PATH... --format nezha|rcaeval [--json] [--by-fault] [--no-baro]``."""
+"""``python -m sightglass.rca.external PATH... --format nezha|rcaeval [--json] [--by-fault] [--no-baro] [--cases RE]``."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import click
@@ -19,14 +20,22 @@ from sightglass.rca.external.evaluate import FORMATS, evaluate_cases, summarize
 @click.option("--json", "as_json", is_flag=True, help="Print every case's rankings as JSON.")
 @click.option("--by-fault", is_flag=True, help="Also break the figures down by fault type.")
 @click.option("--no-baro", is_flag=True, help="Skip the BARO baseline.")
-def main(paths: tuple[str, ...], fmt: str, as_json: bool, by_fault: bool, no_baro: bool) -> None:
+@click.option("--cases", "only", metavar="REGEX", help="Only the cases whose id matches REGEX (re.search).")
+def main(paths: tuple[str, ...], fmt: str, as_json: bool, by_fault: bool, no_baro: bool, only: str | None) -> None:
     """Evaluate Sightglass and BARO on external RCA benchmark cases (AC@1, AC@3, Avg@5)."""
+    if only is not None:
+        try:
+            re.compile(only)
+        except re.error as exc:
+            raise click.BadParameter(f"not a regular expression: {exc}", param_hint="--cases") from exc
     err = Console(stderr=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True, disable=as_json) as bar:
         task = bar.add_task("evaluating cases", total=None)
         rows = evaluate_cases(list(paths), fmt, progress=lambda d, t: bar.update(task, completed=d, total=t),
-                              with_baro=not no_baro)
+                              with_baro=not no_baro, only=only)
+    if not rows:
+        raise click.UsageError(f"no case id matches --cases {only!r}" if only else "no cases found")
     errors = [r for r in rows if r.get("error")]
     if as_json:
         click.echo(json.dumps({"cases": rows, "summary": summarize(rows)}, indent=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -47,7 +48,8 @@ def _extra_methods(case: Case, fmt: str) -> dict[str, Callable[[], list[str]]]:
 
 
 def evaluate_cases(
-    paths: list[str], fmt: str, progress: Progress | None = None, *, with_baro: bool = True
+    paths: list[str], fmt: str, progress: Progress | None = None, *, with_baro: bool = True,
+    only: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rank every case under ``paths`` with Sightglass and BARO.
 
@@ -55,11 +57,18 @@ def evaluate_cases(
     (``{name: {"ranking": [...], "seconds": float}}``). A case that cannot be read comes back with an
     ``error`` message and empty ``methods``; the others still run. When RCAEval is not installed the
     ``baro`` entry is absent and ``unavailable["baro"]`` says why (also with ``with_baro=False``).
+    ``only`` (a regular expression) keeps the cases whose id it matches anywhere (``re.search``).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     planner = rcaeval.plan_cases if fmt == "rcaeval" else nezha.plan_cases
     plan = planner([Path(p) for p in paths])
+    if only is not None:
+        try:
+            pattern = re.compile(only)
+        except re.error as exc:
+            raise ValueError(f"--cases {only!r} is not a regular expression: {exc}") from exc
+        plan = [p for p in plan if isinstance(p, CaseError) or pattern.search(p[0])]
     baro_error: str | None = None if with_baro else "BARO skipped (with_baro=False)"
     baro_checked = not with_baro
     results: list[dict[str, Any]] = []
