@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -67,8 +68,8 @@ def _request(points: list[dict[str, Any]], *, kind: str = "gauge", host: str = "
     return bytes(req.SerializeToString())
 
 
-def _decode(d: MetricsDecoder, body: bytes) -> Any:
-    return d.decode(parse_request(body, "protobuf", "metrics"))
+def _decode(d: MetricsDecoder, body: bytes, *, with_body: bool = True) -> Any:
+    return d.decode(parse_request(body, "protobuf", "metrics"), body if with_body else None)
 
 
 def _gpus(t: int, v: float) -> list[dict[str, Any]]:
@@ -78,17 +79,81 @@ def _gpus(t: int, v: float) -> list[dict[str, Any]]:
     ]
 
 
-def test_steady_requests_hit_the_attribute_cache() -> None:
+@pytest.mark.parametrize("with_body", [True, False])
+def test_steady_requests_hit_the_attribute_cache(with_body: bool) -> None:
     d = MetricsDecoder(now_ms=lambda: NOW)
-    _decode(d, _request(_gpus(1_790_000_000_000, 1.0)))
+    _decode(d, _request(_gpus(1_790_000_000_000, 1.0)), with_body=with_body)
     assert len(next(iter(d._fast.values()))) == 8
     calls = []
     slow = d._numbers
     d._numbers = lambda *a: calls.append(1) or slow(*a)  # type: ignore[method-assign,func-returns-value]
     for t, v in ((1_790_000_010_000, 2.0), (1_790_000_020_000, 0.0)):
         body = _request(_gpus(t, v))
-        assert _rows(_decode(d, body).batch) == _rows(_decode(_reference(), body).batch)
+        got = _decode(d, body, with_body=with_body)
+        assert _rows(got.batch) == _rows(_decode(_reference(), body).batch)
     assert not calls  # both went through the fast path
+
+
+def _metric_bytes(points: list[dict[str, Any]], kind: str) -> bytes:
+    req = ExportMetricsServiceRequest.FromString(_request(points, kind=kind))
+    return bytes(req.resource_metrics[0].scope_metrics[0].metrics[0].SerializeToString())
+
+
+def _wrap(metric: bytes) -> bytes:
+    """A request holding one resource, one scope and ``metric`` (raw Metric bytes, possibly merged)."""
+    req = ExportMetricsServiceRequest.FromString(_request([]))
+    rm = req.resource_metrics[0]
+    resource = rm.resource.SerializeToString()
+    scope = b"\x12" + _varint(len(metric)) + metric
+    rm_bytes = b"\x0a" + _varint(len(resource)) + resource + b"\x12" + _varint(len(scope)) + scope
+    return b"\x0a" + _varint(len(rm_bytes)) + rm_bytes
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def test_a_gauge_replaced_by_a_histogram_and_sent_again_is_read_as_protobuf_does() -> None:
+    # Metric = gauge(A) + histogram + gauge(B): protobuf keeps gauge(B) alone (the oneof was reset)
+    a = _metric_bytes(_gpus(1_790_000_000_000, 1.0), "gauge")
+    b = _metric_bytes(_gpus(1_790_000_010_000, 5.0)[:4], "gauge")
+    hist = b"\x4a\x00"  # field 9 (histogram), empty
+    d = MetricsDecoder(now_ms=lambda: NOW)
+    _decode(d, _request(_gpus(1_790_000_000_000, 1.0)))  # learn the 8 series
+    body = _wrap(a + hist + b)
+    got, want = _decode(d, body), _decode(_reference(), body)
+    assert _rows(got.batch) == _rows(want.batch)
+    assert len(got.batch) == 4 + 1  # gauge(B)'s 4 points and target_info
+
+
+def test_client_bytes_in_another_field_order_still_hit_via_reserialization() -> None:
+    d = MetricsDecoder(now_ms=lambda: NOW)
+    _decode(d, _request(_gpus(1_790_000_000_000, 1.0)))
+    req = ExportMetricsServiceRequest.FromString(_request(_gpus(1_790_000_010_000, 2.0)))
+    m = req.resource_metrics[0].scope_metrics[0].metrics[0]
+    # hand-encode the points attributes-first (legal protobuf, not the canonical order)
+    pts = b""
+    for dp in m.gauge.data_points:
+        attrs = b"".join(b"\x3a" + _varint(kv.ByteSize()) + kv.SerializeToString() for kv in dp.attributes)
+        fixed = dp.SerializeToString()[:27]
+        raw = attrs + fixed
+        pts += b"\x0a" + _varint(len(raw)) + raw
+    gauge = b"\x2a" + _varint(len(pts)) + pts
+    name = m.name.encode()
+    unit = m.unit.encode()
+    metric = b"\x0a" + _varint(len(name)) + name + b"\x1a" + _varint(len(unit)) + unit + gauge
+    body = _wrap(metric)
+    calls = []
+    slow = d._numbers
+    d._numbers = lambda *a: calls.append(1) or slow(*a)  # type: ignore[method-assign,func-returns-value]
+    got, want = _decode(d, body), _decode(_reference(), body)
+    assert _rows(got.batch) == _rows(want.batch) and len(got.batch) == 9
+    assert not calls
 
 
 def test_unusual_points_take_the_per_point_path() -> None:

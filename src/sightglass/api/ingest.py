@@ -109,7 +109,8 @@ def make_routes(ctx: AppContext) -> list[Route]:
                 encoding = otlp.media_type(request.headers.get("content-type"))
                 body = await body_of(request)
                 req = await asyncio.to_thread(otlp.parse_request, body, encoding, signal)
-                n_rejected, message = await ingest_otlp(signal, req, path)
+                raw = body if encoding == "protobuf" else None  # lets the decoder read points' bytes
+                n_rejected, message = await ingest_otlp(signal, req, path, raw)
             except (IngestError, _Rejection) as e:
                 rejected(path, e.reason)
                 media = otlp.PROTOBUF if encoding == "protobuf" else otlp.JSON
@@ -121,12 +122,12 @@ def make_routes(ctx: AppContext) -> list[Route]:
 
         return handle
 
-    async def ingest_otlp(signal: str, req: Any, path: str) -> tuple[int, str]:
+    async def ingest_otlp(signal: str, req: Any, path: str, body: bytes | None = None) -> tuple[int, str]:
         if signal == "metrics":
 
             def decode() -> otlp.MetricsResult:
                 with metrics_lock:
-                    return metrics_decoder.decode(req)
+                    return metrics_decoder.decode(req, body)
 
             res = await asyncio.to_thread(decode)
             if res.rejected and res.rejected >= res.points:

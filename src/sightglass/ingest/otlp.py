@@ -63,7 +63,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from sightglass.ingest.limits import BadRequest, UnsupportedMediaType
 from sightglass.ingest.otlp_json import to_kwargs
-from sightglass.ingest.protowire import BYTES, REPEATED, add_message, describe_decode_error
+from sightglass.ingest.protowire import BYTES, MESSAGE, REPEATED, add_message, describe_decode_error
 from sightglass.model import (
     ExpHistogramPoint,
     Labels,
@@ -292,21 +292,64 @@ def _clean_unit(word: str) -> str:
 
 
 # ---------------------------------------------------------------------- metrics
-def _raw_points_class() -> Any:
-    """``{repeated bytes data_points = 1}``: a Gauge or Sum with its points left as raw bytes."""
+def _raw_classes() -> tuple[Any, Any]:
+    """Views of ``ExportMetricsServiceRequest`` down to gauge/sum points, which stay raw bytes.
+
+    ``RawPoints`` (``{repeated bytes data_points = 1}``) reads a Gauge or a Sum; ``RawRequest`` reads
+    a whole request (resource_metrics → scope_metrics → metrics → gauge | sum, a oneof as in OTLP);
+    every other field is skipped.
+    """
     pool = descriptor_pool.DescriptorPool()
     fdp = descriptor_pb2.FileDescriptorProto(
         name="sightglass/otlp_raw.proto", package="sightglass", syntax="proto3"
     )
     add_message(fdp, "RawPoints", [("data_points", 1, BYTES, REPEATED, None, None)])
+    add_message(
+        fdp,
+        "RawMetric",
+        [
+            ("gauge", 5, MESSAGE, None, ".sightglass.RawPoints", 0),
+            ("sum", 7, MESSAGE, None, ".sightglass.RawPoints", 0),
+        ],
+        oneofs=("data",),
+    )
+    add_message(fdp, "RawScopeMetrics", [("metrics", 2, MESSAGE, REPEATED, ".sightglass.RawMetric", None)])
+    add_message(
+        fdp,
+        "RawResourceMetrics",
+        [("scope_metrics", 2, MESSAGE, REPEATED, ".sightglass.RawScopeMetrics", None)],
+    )
+    add_message(
+        fdp,
+        "RawRequest",
+        [("resource_metrics", 1, MESSAGE, REPEATED, ".sightglass.RawResourceMetrics", None)],
+    )
     pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("sightglass.RawPoints"))
+    get = message_factory.GetMessageClass
+    return get(pool.FindMessageTypeByName("sightglass.RawPoints")), get(
+        pool.FindMessageTypeByName("sightglass.RawRequest")
+    )
 
 
-_RawPoints = _raw_points_class()
+_RawPoints, _RawRequest = _raw_classes()
 # NumberDataPoint tags: start_time_unix_nano (2, fixed64), time_unix_nano (3, fixed64),
 # as_double (4, double), as_int (6, sfixed64)
 _START_TAG, _TIME_TAG, _DOUBLE_TAG, _INT_TAG = 0x11, 0x19, 0x21, 0x31
+
+
+def _raw_view(body: bytes | None, req: Any) -> Any:
+    """The resource_metrics of ``body`` read by ``RawRequest`` (None without a body or on a mismatch)."""
+    if body is None:
+        return None
+    try:
+        rms = _RawRequest.FromString(body).resource_metrics
+    except (DecodeError, RuntimeError, ValueError):
+        return None
+    return _same_len(rms, req.resource_metrics)
+
+
+def _same_len(raw: Any, full: Any) -> Any:
+    return raw if len(raw) == len(full) else None
 
 
 _TIME_FIELDS: dict[int, struct.Struct] = {}
@@ -438,7 +481,9 @@ class MetricsDecoder:
         self._metric_md: dict[tuple[str, str, str, str, bool, bool], MetricMetadata] = {}
         self._stored_metadata: dict[str, MetricMetadata] = {}
 
-    def decode(self, req: Any) -> MetricsResult:
+    def decode(self, req: Any, body: bytes | None = None) -> MetricsResult:
+        """Decode a parsed request; ``body``, the protobuf it was parsed from, lets gauges and sums
+        be read from the client's own bytes instead of re-serializing them."""
         if len(self._canon) >= self.cache_size:  # evict only between requests: keys must stay canonical
             self._canon.clear()
             self._keys.clear()
@@ -449,13 +494,17 @@ class MetricsDecoder:
         acc = _Acc(self.canonical)
         res = MetricsResult(SampleBatch())
         now = acc.now = self._now_ms()
-        for rm in req.resource_metrics:
+        raw_rms = _raw_view(body, req)
+        for ri, rm in enumerate(req.resource_metrics):
             base, info = self._resource(rm.resource)
             latest = 0
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
+            raw_sms = _same_len(raw_rms[ri].scope_metrics, rm.scope_metrics) if raw_rms is not None else None
+            for si, sm in enumerate(rm.scope_metrics):
+                raw_ms = _same_len(raw_sms[si].metrics, sm.metrics) if raw_sms is not None else None
+                for mi, m in enumerate(sm.metrics):
                     try:
-                        latest = max(latest, self._metric(m, base, acc, res, now))
+                        raw_m = raw_ms[mi] if raw_ms is not None else None
+                        latest = max(latest, self._metric(m, base, acc, res, now, raw_m))
                     except _Rejected as e:
                         n = _count_points(m)
                         res.rejected += n
@@ -582,7 +631,7 @@ class MetricsDecoder:
         unit_word = _clean_unit(_UNITS.get(m.unit, "")) if "/" not in m.unit else ""
         return MetricMetadata(name, mtype, help_text, unit_word)
 
-    def _metric(self, m: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int) -> int:
+    def _metric(self, m: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int, raw: Any = None) -> int:
         """Add one metric's points; returns the latest timestamp seen (ms)."""
         kind = m.WhichOneof("data")
         if kind is None:
@@ -599,7 +648,7 @@ class MetricsDecoder:
         name = md.metric
         acc.metadata[name] = md
         if kind in ("gauge", "sum"):
-            latest = self._numbers_fast(name, data, base, acc, res, now)
+            latest = self._numbers_fast(name, kind, data, raw, base, acc, res, now)
             if latest is not None:
                 return latest
             return self._numbers(name, data.data_points, base, acc, res, now)
@@ -615,12 +664,14 @@ class MetricsDecoder:
             res.errors.append(f"{name}: {why}")
 
     def _numbers_fast(
-        self, name: str, data: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int
+        self, name: str, kind: str, data: Any, raw: Any, base: Labels, acc: _Acc, res: MetricsResult, now: int
     ) -> int | None:
         """All points of a gauge/sum from their bytes, if every one is a plain point of a known series.
 
-        The metric's points are re-serialized (C; canonical field order: start time, time, value,
-        then attributes) and split into raw bytes. A point is "plain" when it is exactly
+        The points' bytes are the client's own (``raw``, from the body) when they are available and
+        hold the same points as the parsed message, else the metric's points re-serialized (C;
+        canonical field order: start time, time, value, then attributes). A point is "plain" when it
+        is exactly
         ``[start_time] time (as_double | as_int) <attribute bytes>``; its attribute bytes are looked
         up in a cache that :meth:`_learn` fills only with bytes the full parser read as exactly those
         attributes and nothing else. Times and values are then read by numpy. ``None`` (nothing
@@ -629,7 +680,21 @@ class MetricsDecoder:
         cache = self._fast.get((name, base))
         if not cache:
             return None
-        dps = _RawPoints.FromString(data.SerializeToString()).data_points
+        if raw is not None and raw.WhichOneof("data") == kind:
+            # the last gauge/sum of a Metric wins in both views; the client's view may also hold
+            # points of an earlier one that a later histogram etc. replaced: equal counts rule it out
+            dps = getattr(raw, kind).data_points
+            if len(dps) == len(data.data_points):
+                latest = self._fast_points(dps, cache, acc, res, now)
+                if latest is not None:
+                    return latest
+        return self._fast_points(
+            _RawPoints.FromString(data.SerializeToString()).data_points, cache, acc, res, now
+        )
+
+    def _fast_points(
+        self, dps: Any, cache: dict[bytes, SeriesKey], acc: _Acc, res: MetricsResult, now: int
+    ) -> int | None:
         get = cache.get
         index = acc.index_by_id
         series = acc.series
