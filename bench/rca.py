@@ -5,15 +5,18 @@
     # time to answer on a 1,000-node factory (8,000 GPUs), topology kept warm as the server does
     python bench/rca.py latency --nodes 1000 --minutes 12 --data /tmp/rca-1000   # reuses the store next time
 
-``suite`` is ``sightglass simulate --cases`` + ``sightglass eval rca`` without keeping ~150 MB of
-OpenMetrics per case on disk; ``--json FILE`` writes every case's answer as it goes, so an
-interrupted run still reports what it measured. Dev seeds (used while building the analysis): 7, 8.
+``suite`` is ``sightglass simulate --cases`` + ``sightglass eval rca``: each case runs in a worker
+process (``--workers``, default ``os.cpu_count()``), simulated straight into a temporary store
+(``--via-files`` writes and re-imports the OpenMetrics text instead, as the two commands do);
+``--json FILE`` writes every case's answer as it goes, so an interrupted run still reports what it
+measured. Dev seeds (used while building the analysis): 7, 8, 101-116, 121-126.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -36,39 +39,83 @@ LATENCY_FAULTS = (
 )
 
 
-def suite(args: argparse.Namespace) -> None:
+def _suite_case(job: tuple[int, int, int, float, bool, bool, str | None]) -> tuple[list[dict[str, Any]], float]:
+    """One case of the suite, in a worker process: simulate, load, analyse (and BARO); the scores."""
+    seed, nodes, k, minutes, with_baro, via_files, workdir = job
     from sightglass.rca.cases import read_case
-    from sightglass.rca.evaluation import CaseScore, evaluate_sim_case, summarize
+    from sightglass.rca.evaluation import evaluate_sim_case, score_store_case
+    from sightglass.simulate.fast import case_doc, case_plan, run_fast, run_ingest
+    from sightglass.store.duckdb import DuckDBStore, StoreOptions
+    from sightglass.timeutil import parse_time_ms
+
+    dur_s = minutes * 60
+    _k, fault, case_seed, scripted = case_plan(cases=k + 1, duration_s=dur_s, seed=seed)[k]
+    name = f"s{seed}-n{nodes}/case-{k:03d}"
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f"rca-suite-{seed}-{nodes}-{k}-", dir=workdir))
+    try:
+        if via_files:  # exactly `sightglass simulate --cases` + `sightglass eval rca` (OpenMetrics text)
+            run_fast(nodes=nodes, duration_s=dur_s, seed=case_seed, start_ms=START_MS, out=tmp, scripted=scripted)
+            truth = json.loads((tmp / "truth.jsonl").read_text().splitlines()[0])
+            (tmp / "case.json").write_text(json.dumps(case_doc(truth, fault, START_MS, dur_s)))
+            case = read_case(tmp)
+            case.name = name
+            got = evaluate_sim_case(case, with_baro=with_baro, workdir=workdir)
+        else:  # the same simulation straight into a store (no text round trip)
+            store = DuckDBStore(tmp / "data", options=StoreOptions(compact_every_s=3600))
+            try:
+                # the analysis reads nothing after its instant (5 min after the fault): stop there
+                stop_s = scripted[0].at_ms / 1000 + 300 + 30
+                _stats, sim = run_ingest(store, nodes=nodes, duration_s=dur_s, seed=case_seed, start_ms=START_MS,
+                                         scripted=scripted, workdir=tmp, stop_s=stop_s)
+                store.compact()
+                truth = next(x.truth() for x in sim.faults if x.state.get("started"))
+                doc = case_doc(truth, fault, START_MS, dur_s)
+                got = score_store_case(
+                    store, name, doc["symptom"], parse_time_ms(doc["at"]), doc["truth"], sim.factory.describe(),
+                    inject_ms=int(truth["start_ms"]), with_baro=with_baro,
+                )
+            finally:
+                store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [g.to_dict() for g in got], time.perf_counter() - t0
+
+
+def suite(args: argparse.Namespace) -> None:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from sightglass.rca.evaluation import CaseScore, summarize
     from sightglass.rca.report import print_report
-    from sightglass.simulate.fast import run_cases
 
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [int(s) for s in args.sizes.split(",")]
+    jobs = [(seed, n, k, args.minutes, not args.no_baro, args.via_files, args.workdir) for seed in seeds for n in sizes for k in range(args.cases)]
+    workers = args.workers or os.cpu_count() or 1
     scores: list[CaseScore] = []
     t_start = time.perf_counter()
-    for seed in seeds:
-        for nodes in sizes:
-            tmp = Path(tempfile.mkdtemp(prefix=f"rca-suite-{seed}-{nodes}-", dir=args.workdir))
+    print(f"# {len(jobs)} cases ({len(seeds)} seeds x {len(sizes)} sizes x {args.cases}), {workers} worker processes", flush=True)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futs = {pool.submit(_suite_case, j): j for j in jobs}
+        for n_done, fut in enumerate(as_completed(futs), 1):
+            seed, nodes, k = futs[fut][:3]
             try:
-                t0 = time.perf_counter()
-                run_cases(cases=args.cases, nodes=nodes, duration_s=args.minutes * 60, seed=seed, start_ms=START_MS, out=tmp)
-                sim_s = time.perf_counter() - t0
-                for d in sorted(p for p in tmp.iterdir() if (p / "case.json").is_file()):
-                    case = read_case(d)
-                    case.name = f"s{seed}-n{nodes}/{d.name}"
-                    got = evaluate_sim_case(case, with_baro=not args.no_baro)
-                    scores.extend(got)
-                    sg = got[0]
-                    print(f"{case.name:22s} {sg.fault:24s} rank={sg.rank} {sg.seconds:.2f}s top={sg.top[:1]}", flush=True)
-                print(f"# seed {seed}, {nodes} nodes: simulated in {sim_s:.0f}s, {time.perf_counter() - t_start:.0f}s so far", flush=True)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if args.json:
+                rows, secs = fut.result()
+            except Exception as e:  # a case that cannot even be simulated counts as a miss, with its error
+                rows, secs = [{"case": f"s{seed}-n{nodes}/case-{k:03d}", "fault": "unknown", "method": "sightglass", "rank": None,
+                               "candidates": 0, "truth_in_candidates": False, "seconds": 0.0, "top": [], "error": f"{type(e).__name__}: {e}"}], 0.0
+            got = [CaseScore(**r) for r in rows]
+            scores.extend(got)
+            sg = got[0]
+            print(f"[{n_done}/{len(jobs)}] {sg.case:22s} {sg.fault:24s} rank={sg.rank} {sg.seconds:.2f}s "
+                  f"(case {secs:.0f}s, {time.perf_counter() - t_start:.0f}s so far) top={sg.top[:1]}", flush=True)
+            if args.json and (n_done % 10 == 0 or n_done == len(jobs)):
                 Path(args.json).write_text(json.dumps({"cases": [s.to_dict() for s in scores], "summary": summarize(scores)}, indent=1))
+    scores.sort(key=lambda s: (s.case, s.method))
     report = {"format": "sightglass", "cases": [s.to_dict() for s in scores], "summary": summarize(scores), "notes": []}
     print_report(report)
     print(f"{len({s.case for s in scores})} cases, seeds {seeds}, sizes {sizes}, {args.minutes} min each, "
-          f"{time.perf_counter() - t_start:.0f}s")
+          f"{workers} workers, {time.perf_counter() - t_start:.0f}s")
 
 
 def latency(args: argparse.Namespace) -> None:
@@ -149,6 +196,9 @@ def main() -> None:
     s.add_argument("--no-baro", action="store_true")
     s.add_argument("--json", default=None, help="write the per-case results here as they come")
     s.add_argument("--workdir", default=None)
+    s.add_argument("--workers", type=int, default=0, help="worker processes (default: os.cpu_count())")
+    s.add_argument("--via-files", action="store_true", help="write and re-import OpenMetrics text per case, as "
+                   "`sightglass simulate --cases` + `sightglass eval rca` do (slower; same simulation)")
     s.set_defaults(fn=suite)
     la = sub.add_parser("latency", help="time to answer on a large factory")
     la.add_argument("--nodes", type=int, default=1000)

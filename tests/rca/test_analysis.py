@@ -84,3 +84,41 @@ def test_bad_arguments(thermal: Scenario) -> None:
         analyze(thermal.store, thermal.symptom, thermal.at_ms, top=0)
     with pytest.raises(RcaError, match="window"):
         analyze(thermal.store, thermal.symptom, thermal.at_ms, window_ms=1000)
+
+
+def test_spine_congestion_walks_down_a_fleet_wide_symptom(scenarios: object) -> None:
+    """Every node waits and every leaf links both spines: the leaf uplinks' transmit-wait names the
+    spine that withholds credits, and a label-less fleet sum is walked down to its entities."""
+    sc: Scenario = scenarios.get("ib_congestion")  # type: ignore[attr-defined]
+    for symptom in (sc.symptom, "sum(rate(node_infiniband_port_transmit_wait_total[5m]))"):
+        res = analyze(sc.store, symptom, sc.at_ms, builder=sc.builder)
+        assert res.symptom_entities, res.warnings
+        top = res.causes[0]
+        assert matches(top.kind, top.labels, sc.truth), [c.entity_id for c in res.causes]
+        assert top.fault == "ib_congestion"
+        waits = [s for s in top.signals if s.metric == "ib_switch_port_transmit_wait_total"]
+        assert waits and all(s.value > s.baseline for s in waits)
+        assert all(f'remote_switch="{sc.truth["match"]["switch"]}"' in s.query for s in waits)
+        # the leaves waiting on it are its victims, not causes of their own
+        assert any(m.startswith("switch:leaf-") for m in top.members)
+    res = analyze(sc.store, "sum(rate(node_infiniband_port_transmit_wait_total[5m]))", sc.at_ms, builder=sc.builder)
+    assert any("walked down" in w for w in res.warnings)
+
+
+def test_aggregated_parts() -> None:
+    from sightglass.rca.symptom import aggregated_parts
+
+    assert aggregated_parts("sum(rate(x[5m]))") == ["rate(x{}[5m])"]
+    assert aggregated_parts("sum(rate(a[5m])) / sum(rate(b[5m]))") == ["rate(a{}[5m])", "rate(b{}[5m])"]
+    assert aggregated_parts("rate(a[5m])") == []
+
+
+def test_silent_data_corruption_is_the_job_with_a_replay_runbook(scenarios: object) -> None:
+    """No GPU reports anything (real SDC emits no hardware signal): the job is ranked with the SDC
+    hypothesis and a replay runbook; the GPU level is an honest miss."""
+    sc: Scenario = scenarios.get("silent_data_corruption")  # type: ignore[attr-defined]
+    res = analyze(sc.store, sc.symptom, sc.at_ms, builder=sc.builder)
+    top = res.causes[0]
+    assert top.kind == "job" and top.fault == "silent_data_corruption"
+    assert "replay" in top.action.lower()
+    assert any(s.metric == "training_loss" for s in top.signals)

@@ -99,3 +99,33 @@ def test_external_rows_per_system_and_unreadable_cases_count_as_misses() -> None
     assert methods == {"sightglass [OB]", "sightglass [TT]", "sightglass"}
     broken = [s for s in scores if s.case == "tt2"]
     assert len(broken) == 1 and broken[0].rank is None and "inject_time" in (broken[0].error or "")
+
+
+def test_vectorised_baro_ranks_as_rcaeval_does() -> None:
+    """The suite runs BARO's per-column loop on the whole matrix: same ranking as RCAEval's own code."""
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from sightglass.rca.evaluation import baro_rank_vectorised
+
+    external = pytest.importorskip("sightglass.rca.external")
+    try:
+        external.baro.load_baro()
+    except Exception as e:  # RCAEval not installed here
+        pytest.skip(str(e))
+    rng = np.random.default_rng(5)
+    for trial in range(4):
+        n, cols = 120, 60
+        data: dict[str, object] = {"time": np.arange(n, dtype=float) * 10}
+        for j in range(cols):
+            v = rng.normal(rng.uniform(-5, 5), rng.uniform(0.01, 3), n)
+            if j % 7 == 0:
+                v[:] = 3.0  # constant: IQR 0, scale 1
+            if j % 11 == 0:
+                v[70:] += rng.uniform(1, 20)  # a shift after the injection
+            if j % 13 == 0:
+                v[rng.integers(0, n, 10)] = np.nan  # gaps, filled as baro_rank fills them
+            data[f"e{j % 9}_m.{j}"] = v
+        df = pd.DataFrame(data)
+        assert baro_rank_vectorised(df, 700.0 + trial) == external.baro_rank(df, 700.0 + trial)

@@ -41,7 +41,7 @@ from sightglass.promql.engine import Engine
 from sightglass.promql.result import QueryError
 from sightglass.rca import knowledge
 from sightglass.rca.result import Cause, EventEvidence, PeerEvidence, RcaResult, SignalEvidence
-from sightglass.rca.symptom import MAX_SYMPTOM_BYTES, entity_of_labels, equality_labels
+from sightglass.rca.symptom import MAX_SYMPTOM_BYTES, aggregated_parts, entity_of_labels, equality_labels
 from sightglass.topology.graph import DEPENDS, Topology
 from sightglass.topology.infer import TopologyBuilder, host_of
 
@@ -54,6 +54,7 @@ MAX_DEPTH = 6
 MAX_EXTRA_HOSTS = 24  # hosts read only to judge a switch's other members
 CANDIDATE_KINDS = frozenset({"gpu", "mig", "node", "nic", "switch", "storage", "service", "model", "job", "pipeline", "pod"})
 OBSERVED_KINDS = frozenset({"storage", "service", "model"})
+ENGINE_INFO_PREFIXES = ("vllm:", "sglang:", "tgi_")  # inference engines' own series (config info)
 EVENT_WEIGHT = {
     "gpu.xid": 40.0,
     "switch.down": 40.0,
@@ -151,6 +152,10 @@ def analyze(
     sym_value = last[0] if last else None
     sym_onset = _symptom_onset(series.matrix, start, at_ms)
     if not sym_ents:
+        # a fleet-wide symptom (a label-less sum): walk it down to the entities of the series it
+        # adds up, keeping those whose own series changed
+        sym_ents = _walk_down(engine, symptom, topo, builder, start, at_ms, window, warnings)
+    if not sym_ents:
         warnings.append("the symptom names no entity the topology knows (use labels such as slurm_job_id, model_name, Hostname)")
         return RcaResult(symptom, at_ms, start, [], sym_onset, sym_value, [], 0, time.perf_counter() - t0, warnings)
     if sym_onset is None:
@@ -210,7 +215,7 @@ def _symptom_onset(matrix: list[Any], start: int, at: int) -> int | None:
         ts, v = np.asarray(s.ts_ms), np.asarray(s.values, dtype=np.float64)
         if len(v) < 12:
             continue
-        mid = start + (at - start) // 2
+        mid = _baseline_end(ts, v, start, at)
         base = v[ts < mid]
         if len(base) < 6:
             continue
@@ -219,9 +224,83 @@ def _symptom_onset(matrix: list[Any], start: int, at: int) -> int | None:
         z = np.abs((v - med[0]) / scale)
         z = np.where(np.isfinite(z), z, Z_CAP)  # NaN/Inf (a rate of 0 over 0) counts as changed
         on = _last_run(z > Z_ONSET, ts)
-        if on is not None and on >= mid - (at - start) // 4 and (best is None or on < best):
+        if on is not None and on >= mid - (at - mid) // 2 and (best is None or on < best):
             best = on
     return best
+
+
+MAX_WALKED = 32  # entities a fleet-wide symptom is walked down to
+
+
+def _walk_down(
+    engine: Engine, symptom: str, topo: Topology, builder: TopologyBuilder, start: int, at: int, window: int, warnings: list[str]
+) -> list[str]:
+    """The entities behind an aggregated symptom: those whose own part of it changed (at most
+    ``MAX_WALKED``, the earliest and largest changes first), else a spread of all of them."""
+    changed: dict[str, tuple[int, float]] = {}
+    every: list[str] = []
+    n_series = 0
+    for part in aggregated_parts(symptom):
+        try:
+            got = engine.range(part, at - (window // STEP_MS) * STEP_MS, at, STEP_MS, timeout_s=30)
+        except QueryError:
+            continue
+        for s in got.matrix:
+            eid = entity_of_labels(s.labels, topo, builder)
+            if eid is not None and eid.startswith("nic:"):
+                # a port depends on nothing in the graph; its node does (its leaf, the spines)
+                node = topo.related(eid, "nic-in-node", at_ms=at)
+                eid = node[0] if node else eid
+            if eid is None:
+                continue
+            n_series += 1
+            if eid not in every:
+                every.append(eid)
+            hit = _series_change(s, start, at)
+            if hit is not None:
+                on, z = hit
+                prev = changed.get(eid)
+                if prev is None or (on, -z) < (prev[0], -prev[1]):
+                    changed[eid] = (on, z)
+    if changed:
+        picked = _spread(sorted(changed), MAX_WALKED)
+        warnings.append(
+            f"the symptom names no entity: walked down to the {len(picked)} entities (of {len(every)}) whose "
+            f"own series of it changed ({n_series} series)"
+        )
+        return sorted(picked)
+    if every:
+        picked = _spread(sorted(every), MAX_WALKED)
+        warnings.append(f"the symptom names no entity and none of its {n_series} series changed alone: looking at {len(picked)} of their {len(every)} entities")
+        return picked
+    return []
+
+
+def _series_change(s: Any, start: int, at: int) -> tuple[int, float] | None:
+    """(onset, sustained z) of one series that left its baseline (the window's first half) for good."""
+    ts, v = np.asarray(s.ts_ms), np.asarray(s.values, dtype=np.float64)
+    if len(v) < 12:
+        return None
+    mid = _baseline_end(ts, v, start, at)
+    base = v[ts < mid]
+    if len(base) < 6:
+        return None
+    med, mad = _robust(base[:, None])
+    scale = max(float(mad[0]), 0.02 * abs(float(med[0])), 1e-9)
+    z = np.abs((v - med[0]) / scale)
+    z = np.where(np.isfinite(z), z, Z_CAP)
+    on = _last_run(z > Z_ONSET, ts)
+    if on is None or on < mid - (at - mid) // 2:
+        return None
+    return on, float(np.median(np.minimum(z[ts >= on], Z_CAP)))
+
+
+def _baseline_end(ts: np.ndarray, v: np.ndarray, start: int, at: int) -> int:
+    """The end of a symptom series' baseline: the first half of the part of the window it has data in
+    (a series that starts inside the window, as a whole simulated factory does, keeps half its history)."""
+    ok = np.flatnonzero(np.isfinite(v))
+    first = max(start, int(ts[ok[0]])) if len(ok) else start
+    return first + (at - first) // 2
 
 
 def _last_run(mask: np.ndarray, ts: np.ndarray, gap: int = 2) -> int | None:
@@ -294,6 +373,7 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
             by_label["pipeline"].add(lab.get("pipeline") or eid[9:])
         elif e.kind == "switch":
             by_label["switch"].add(lab.get("switch") or eid[7:])
+            by_label[knowledge.REMOTE_SWITCH_LABEL].add(lab.get("switch") or eid[7:])
         elif e.kind == "pod":
             by_label["pod"].add(lab.get("pod", ""))
     extra: set[str] = set()
@@ -363,6 +443,7 @@ class _Ctx:
         self.col_value: np.ndarray = np.zeros(0)
         self.col_z: np.ndarray = np.zeros(0)
         self.by_metric: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        self.waits_on: dict[str, set[str]] = defaultdict(set)  # switch -> switches starving its ports
 
     def cand(self, eid: str) -> _Cand | None:
         eid = self.fold.get(eid, eid)
@@ -446,6 +527,9 @@ class _Ctx:
                 gone[jg] = False  # a sibling series (a label changed) still reports
         ts_f = ts[fault]
         for j, (metric, ent) in enumerate(zip(frame.metrics, frame.entities, strict=True)):
+            owner = ent
+            if metric in knowledge.CREDIT_WAIT_METRICS:
+                ent = self._receiver(frame.names[j], ent)
             if ent is None:
                 continue
             c = self.cand(ent)
@@ -480,6 +564,15 @@ class _Ctx:
             on_idx = np.flatnonzero((onset_z[:-1] > Z_ONSET) & (onset_z[1:] > Z_ONSET)) if nF > 1 else np.zeros(0, int)
             onset = int(ts_f[on_idx[0]]) if len(on_idx) else None
             self._signal(c, j, metric, float(fmed[j]), float(med[j]), float(scale[j]), zs, onset, role, w)
+            if owner is not None and owner != c.id and role == "cause":
+                self.waits_on[owner].add(c.id)  # the port's switch is starved of credits by c
+
+    def _receiver(self, name: str, ent: str | None) -> str | None:
+        """The switch withholding credits from a port (its ``remote_switch``), when the topology knows it."""
+        remote = _parse_name(name)[1].get(knowledge.REMOTE_SWITCH_LABEL)
+        if remote and self.topo.entity(f"switch:{remote}") is not None:
+            return f"switch:{remote}"
+        return ent
 
     def _signal(
         self,
@@ -598,6 +691,10 @@ class _Ctx:
                 if ent and ent.startswith("gpu:"):
                     node = self.topo.related(ent, "gpu-in-node")
                     ent = node[0] if node else ent
+                if ent and ent.startswith("node:") and k1.metric.startswith(ENGINE_INFO_PREFIXES):
+                    # an inference engine's own configuration, scraped from the host it runs on,
+                    # belongs to the service whose pod runs the engine there
+                    ent = self._service_on(ent) or ent
                 if ent is None:
                     continue
                 c = self.cand(ent)
@@ -612,6 +709,16 @@ class _Ctx:
                 )
                 if c.onset_ms is None or f1 < c.onset_ms:
                     c.onset_ms = f1
+
+    def _service_on(self, node: str) -> str | None:
+        """The one service of the neighbourhood with a pod on ``node``."""
+        svcs = {
+            svc
+            for pod in self.topo.related(node, "pod-on-node", outgoing=False, at_ms=self.at)
+            for svc in self.topo.related(pod, "service-has-pod", outgoing=False, at_ms=self.at)
+            if svc in self.dist
+        }
+        return next(iter(svcs)) if len(svcs) == 1 else None
 
     # -------------------------------------------------------------- peers and common causes
     def _own(self, c: _Cand, *, cause_only: bool = False) -> float:
@@ -683,6 +790,18 @@ class _Ctx:
             if tier[s.id] == "spine":
                 leaves = [m for m in topo.related(s.id, "switch-links-switch", outgoing=False, at_ms=at) if m in self.c]
                 self._rollup(s, leaves, score=lambda m: snap.get(m.id, 0.0))
+        # congestion spreads backwards (tree saturation): a switch whose own ports wait for credits
+        # from a further switch is a victim of it, and so is the waiting its hosts see
+        for sid, feeders in sorted(self.waits_on.items()):
+            victim = self.c.get(sid)
+            roots = [self.c[x] for x in feeders if x in self.c and self.c[x].cause_anomaly >= ANOMALOUS]
+            if victim is None or not roots:
+                continue
+            victim.demote *= 0.4
+            victim.rollup *= 0.4
+            for r in roots:
+                if victim.id not in r.members:
+                    r.members = sorted({*r.members, victim.id})
         # a job whose GPUs all changed alike is its own common cause only when nothing it depends
         # on in common (the shared storage, the fabric) shows a cause of its own
         shared = [c for c in self.c.values() if c.kind in ("storage", "switch") and c.cause_anomaly >= ANOMALOUS]

@@ -43,6 +43,7 @@ _ROLES: list[tuple[str, str, float, int]] = [
     ("node_infiniband_physical_state_id", "cause", 1.0, -1),
     ("node_infiniband_port_transmit_wait_total", "cause", 0.9, 1),
     ("ib_switch_up", "cause", 1.0, -1),
+    ("ib_switch_port_transmit_wait_total", "cause", 0.9, 1),
     # storage
     ("node_mountstats_nfs_operation_latency_seconds:mean", "cause", 1.0, 1),
     # inference engine (vLLM): the service's own state
@@ -58,6 +59,11 @@ _ROLES: list[tuple[str, str, float, int]] = [
 # series whose value is an age (a sawtooth with a ceiling while healthy): compared with the
 # highest value they showed in the baseline, not with their median
 AGE_METRICS = ("data_pipeline_freshness_seconds",)
+# a port's transmit-wait counts ticks with data to send and no flow-control credit from the port at
+# the other end: it is evidence about the receiver (a congested spine starves the leaf uplinks that
+# feed it), so a switch-to-switch port's wait is scored on the switch its ``remote_switch`` names
+CREDIT_WAIT_METRICS = ("ib_switch_port_transmit_wait_total",)
+REMOTE_SWITCH_LABEL = "remote_switch"
 # progress counters of a workload: their rate falling to ~0 (not just slower) is the workload's own
 # state (a hang), a cause on the job itself rather than an effect of something below it
 STALL_METRICS = ("training_steps_total",)
@@ -187,8 +193,11 @@ RUNBOOK: dict[str, str] = {
     "shard or exclude the GPU and restart from checkpoint.",
     "nccl_hang": "Collect NCCL debug logs and stack traces of the job's ranks; kill and requeue it from "
     "its last checkpoint.",
-    "silent_data_corruption": "Run the job's GPUs through dcgmi diag and a known-answer test; exclude "
-    "the failing GPU and roll back to the checkpoint before the loss spike.",
+    "silent_data_corruption": "Suspected silent data corruption: no GPU reports an error, so find it by "
+    "replay. Restart from the checkpoint before the loss spike with the same data order; if the spike "
+    "does not recur, replay the spiking steps rank by rank (or on spare GPUs) and compare losses/gradient "
+    "checksums to find the GPU whose results differ; run dcgmi diag -r 4 (and the EUD where licensed) on "
+    "the job's GPUs; exclude the failing GPU.",
     "unknown": "Inspect the evidence below; no fault class fits it yet.",
 }
 

@@ -37,6 +37,28 @@ def selectors(node: Any) -> Iterator[Any]:
             yield from selectors(child)
 
 
+def aggregated_parts(query: str) -> list[str]:
+    """The arguments of the outermost aggregations of ``query`` (``sum(rate(x[5m]))`` -> ``rate(x[5m])``):
+    the per-entity series a fleet-wide symptom is made of."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        kind = type(node).__name__
+        if kind == "AggregateExpr":
+            out.append(str(node.expr))
+            return
+        for attr in ("args", "expr", "lhs", "rhs"):
+            child = getattr(node, attr, None)
+            if child is None:
+                continue
+            for c in child if isinstance(child, list) else [child]:
+                if type(c).__module__ != "builtins":
+                    walk(c)
+
+    walk(parse(query))
+    return list(dict.fromkeys(out))
+
+
 def equality_labels(query: str) -> list[dict[str, str]]:
     """The ``label="value"`` matchers of each selector of ``query`` (one dict per selector)."""
     out = []

@@ -23,6 +23,7 @@ from sightglass.simulate.families import (
     ENC,
     ENERGY,
     F_SW,
+    F_SW_WAIT,
     FB_FREE,
     FB_RES,
     FB_USED,
@@ -112,7 +113,7 @@ from sightglass.simulate.families import (
 )
 from sightglass.simulate.faults import XID_MESSAGES
 from sightglass.simulate.physics import GpuState
-from sightglass.simulate.topology import CPUS_REPORTED, GPUS_PER_NODE, HCAS_PER_NODE, Factory
+from sightglass.simulate.topology import CPUS_REPORTED, GPUS_PER_NODE, HCAS_PER_NODE, NODES_PER_RACK, Factory
 
 if TYPE_CHECKING:
     from sightglass.simulate.engine import Mods, Simulator
@@ -140,6 +141,11 @@ class HostState:
         self.ib = np.floor(rng.uniform(1e12, 1e13, size=(n, HCAS_PER_NODE, 7)))
         self.ib_up = np.ones((n, HCAS_PER_NODE), bool)
         self.ib_tx = np.zeros(n)
+        # switch-to-switch ports, [leaf, spine, 0]: the leaf's uplink, [leaf, spine, 1]: the spine's
+        # downlink; their own generator, so adding them left every other series as it was
+        self.port_rng = np.random.default_rng([f.seed, 0x5717C4])
+        self.leaf_of = np.array([f.leaves.index(nd.leaf) for nd in f.nodes], dtype=np.int64)
+        self.sw_tw = np.floor(self.port_rng.uniform(1e9, 1e10, size=(len(f.leaves), len(f.spines), 2)))
         self.nfs = np.floor(rng.uniform(1e10, 1e11, size=(n, 3)))
         self.fs_avail = rng.uniform(0.4, 0.8, n)
         self.oom_done: set[str] = set()
@@ -198,6 +204,14 @@ class HostState:
         wait = per_hca / 4096 * 0.02 * (m.ib_wait[:, None] ** 2 - 0.5)
         self.ib_wait = np.floor(np.maximum(wait, 0))
         self.ib_tw = getattr(self, "ib_tw", np.zeros((n, HCAS_PER_NODE))) + self.ib_wait
+        # the leaf's nodes' traffic leaves the rack over every spine alike (ECMP). PortXmitWait counts
+        # ticks with data to send and no credit from the receiver: a congested spine withholds credits
+        # from the leaf uplinks that feed it; its own ports toward the leaves keep sending
+        n_sp = self.sw_tw.shape[1]
+        leaf_pkts = np.bincount(self.leaf_of, weights=per_hca.sum(axis=1), minlength=self.sw_tw.shape[0]) / 4096 / n_sp
+        w = np.stack([m.spine_wait, np.ones_like(m.spine_wait)], axis=-1)  # [spine, side]
+        pw = leaf_pkts[:, None, None] * 0.02 * (w[None, :, :] ** 2 - 0.5)
+        self.sw_tw += np.floor(np.maximum(pw, 0) * self.port_rng.uniform(0.9, 1.1, self.sw_tw.shape))
         self.ib_tx = np.zeros(n)
         # NFS reads of the shared dataset by training data loaders
         reading = (role > 0.1).astype(float)
@@ -281,6 +295,25 @@ class Emitter:
         )
         self.sw = [(s, "leaf") for s in f.leaves] + [(s, "spine") for s in f.spines]
         self.sw_ids = np.array([L.intern((("switch", s), ("tier", t)), self.fabric_t) for s, t in self.sw])
+        # switch-to-switch ports: leaf uplinks after the leaf's host ports, spine ports by leaf
+        up0 = NODES_PER_RACK * HCAS_PER_NODE
+        self.port_ids = np.array(
+            [
+                [
+                    L.intern(
+                        (("port", str(up0 + k + 1) if side == 0 else str(i + 1)),
+                         ("remote_switch", sp if side == 0 else lf),
+                         ("switch", lf if side == 0 else sp),
+                         ("tier", "leaf" if side == 0 else "spine")),
+                        self.fabric_t,
+                    )
+                    for side in (0, 1)
+                ]
+                for i, lf in enumerate(f.leaves)
+                for k, sp in enumerate(f.spines)
+            ],
+            dtype=np.int64,
+        ).ravel()
 
     def _gpu_labels(self) -> None:
         sim, L, f = self.sim, self.sim.labels, self.sim.factory
@@ -390,6 +423,7 @@ class Emitter:
                 ]
             ),
         )
+        fr.add(F_SW_WAIT, self.port_ids, sim.host.sw_tw.ravel())
         self._spans()
         return fr
 

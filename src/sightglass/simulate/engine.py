@@ -46,6 +46,7 @@ class Mods:
     ib_down: np.ndarray
     ib_err: np.ndarray
     ib_wait: np.ndarray
+    spine_wait: np.ndarray  # per spine: congestion factor of its ports (1 = none)
     storage_mult: float
     svc_tbt: np.ndarray
     svc_prompt: np.ndarray
@@ -324,6 +325,7 @@ class Simulator:
             ib_down=np.zeros((n, HCAS_PER_NODE), bool),
             ib_err=np.zeros((n, HCAS_PER_NODE)),
             ib_wait=np.ones(n),
+            spine_wait=np.ones(len(f.spines)),
             storage_mult=self._storage_noise(),
             svc_tbt=np.ones(s),
             svc_prompt=np.ones(s),
@@ -371,6 +373,11 @@ class Simulator:
             m.ib_err[node, t["hca"]] = 1.0
         elif name == "ib_congestion":
             m.ib_wait[:] = np.maximum(m.ib_wait, self.fault_rng.uniform(5.0, 9.0, len(m.ib_wait)))
+            # the congested spine's own ports, and every leaf uplink that feeds it, run out of credits
+            sp = fl.root.get("switch")
+            if sp in self.factory.spines:
+                k = self.factory.spines.index(sp)
+                m.spine_wait[k] = max(float(m.spine_wait[k]), float(np.mean(m.ib_wait)))
         elif name == "leaf_switch_failure":
             for nd in self.factory.nodes:
                 if nd.leaf == t["leaf"]:

@@ -268,3 +268,9 @@ P_LAST = _f("data_pipeline_last_success_timestamp_seconds", "gauge", "End of the
 P_RUNS = _f("data_pipeline_runs_total", "counter", "Pipeline runs finished, by status.")
 P_RUNNING = _f("data_pipeline_running", "gauge", "1 while a run is in progress.")
 F_SW = _f("ib_switch_up", "gauge", "1 when the InfiniBand switch is reachable and forwarding.")
+F_SW_WAIT = _f(
+    "ib_switch_port_transmit_wait_total",
+    "counter",
+    "PortXmitWait of a switch-to-switch port (ticks with data to send and no flow-control credit), as "
+    "the fabric manager's port counters report it; remote_switch names the switch at the other end.",
+)

@@ -122,15 +122,19 @@ def run_ingest(
     scripted: list[ScriptedFault] | None = None,
     fault_every_s: float | None = None,
     workdir: Path | None = None,
+    stop_s: float | None = None,
 ) -> tuple[RunStats, Simulator]:
-    """Simulate straight into a :class:`~sightglass.store.duckdb.DuckDBStore` (no text)."""
+    """Simulate straight into a :class:`~sightglass.store.duckdb.DuckDBStore` (no text).
+
+    ``stop_s`` ends the simulation early (the faults keep the times ``duration_s`` gave them): an
+    evaluation that only reads up to an instant need not simulate what comes after it."""
     t0 = time.perf_counter()
     sim = Simulator(nodes, seed, start_ms, dt_s=dt_s, scripted=scripted, fault_every_s=fault_every_s)
     work = Path(tempfile.mkdtemp(prefix="sightglass-sim-", dir=workdir))
     n = 0
     try:
         rec = Recorder(work)
-        ticks = simulate(sim, duration_s, rec)
+        ticks = simulate(sim, duration_s if stop_s is None else min(stop_s, duration_s), rec)
         for batch in recorder_batches(rec, sim.labels):
             store.append(batch)
             n += len(batch)
@@ -173,6 +177,35 @@ def to_lineage(rows: list[dict[str, Any]]) -> list[LineageEvent]:
     ]
 
 
+def case_plan(
+    *, cases: int, duration_s: float, seed: int, dt_s: float = 10.0, only: list[str] | None = None
+) -> list[tuple[int, str, int, list[ScriptedFault]]]:
+    """The cases of a labelled suite: (index, fault class, simulator seed, scripted fault), classes in turn."""
+    names = only or list(CATALOGUE)
+    plan = []
+    for k in range(cases):
+        name = names[k % len(names)]
+        fault_at = int(duration_s * 0.45 // dt_s * dt_s)
+        dur = CATALOGUE[name].duration_s
+        scripted = [
+            ScriptedFault(
+                name, fault_at * 1000, int(min(dur[1], max(dur[0], duration_s - fault_at)) * 1000), {}
+            )
+        ]
+        plan.append((k, name, seed * 1000 + k, scripted))
+    return plan
+
+
+def case_doc(truth: dict[str, Any], name: str, start_ms: int, duration_s: float) -> dict[str, Any]:
+    """``case.json``: the symptom, the instant to analyse (5 min after the fault) and the truth."""
+    at_ms = min(truth["start_ms"] + 300_000, start_ms + int(duration_s * 1000))
+    return {
+        "symptom": truth["symptom"],
+        "at": format_ts(at_ms),
+        "truth": {"kind": truth["root"]["kind"], "match": truth["root"]["match"], "fault": name},
+    }
+
+
 def run_cases(
     *,
     cases: int,
@@ -185,18 +218,8 @@ def run_cases(
     only: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """A labelled RCA suite: one folder per case, one fault each, classes taken in turn."""
-    names = only or list(CATALOGUE)
     index = []
-    for k in range(cases):
-        name = names[k % len(names)]
-        case_seed = seed * 1000 + k
-        fault_at = int(duration_s * 0.45 // dt_s * dt_s)
-        dur = CATALOGUE[name].duration_s
-        scripted = [
-            ScriptedFault(
-                name, fault_at * 1000, int(min(dur[1], max(dur[0], duration_s - fault_at)) * 1000), {}
-            )
-        ]
+    for k, name, case_seed, scripted in case_plan(cases=cases, duration_s=duration_s, seed=seed, dt_s=dt_s, only=only):
         d = out / f"case-{k:03d}"
         run_fast(
             nodes=nodes,
@@ -208,12 +231,7 @@ def run_cases(
             scripted=scripted,
         )
         truth = json.loads((d / "truth.jsonl").read_text().splitlines()[0])
-        at_ms = min(truth["start_ms"] + 300_000, start_ms + int(duration_s * 1000))
-        case = {
-            "symptom": truth["symptom"],
-            "at": format_ts(at_ms),
-            "truth": {"kind": truth["root"]["kind"], "match": truth["root"]["match"], "fault": name},
-        }
+        case = case_doc(truth, name, start_ms, duration_s)
         (d / "case.json").write_text(json.dumps(case, indent=1) + "\n")
         index.append({"case": d.name, **case})
     _jsonl(out / "index.jsonl", index)
