@@ -309,19 +309,23 @@ class DuckDBStore:
             for batch, max_new, _ in group:
                 try:
                     res = WriteResult()
-                    ids = np.empty(len(batch.series), dtype=np.int32)
                     fresh: list[tuple[int, SeriesKey]] = []
-                    fresh_ids: dict[SeriesKey, int] = {}  # a key listed twice in one batch gets one id
-                    for i, key in enumerate(batch.series):
-                        sid = self.index.ids.get(key)
-                        if sid is None:
-                            sid = pending_keys.get(key)
-                        if sid is None:
-                            sid = fresh_ids.get(key)
-                        if sid is None:
-                            sid = fresh_ids[key] = next_id + len(fresh)
-                            fresh.append((sid, key))
-                        ids[i] = sid
+                    known = list(map(self.index.ids.get, batch.series))
+                    if None not in known:  # the steady state: every series exists (one C-level pass)
+                        ids = np.array(known, dtype=np.int32)
+                    else:
+                        ids = np.empty(len(batch.series), dtype=np.int32)
+                        fresh_ids: dict[SeriesKey, int] = {}  # a key listed twice in one batch gets one id
+                        for i, key in enumerate(batch.series):
+                            sid = known[i]
+                            if sid is None:
+                                sid = pending_keys.get(key)
+                            if sid is None:
+                                sid = fresh_ids.get(key)
+                            if sid is None:
+                                sid = fresh_ids[key] = next_id + len(fresh)
+                                fresh.append((sid, key))
+                            ids[i] = sid
                     if max_new is not None and len(fresh) > max_new:
                         raise LimitExceeded(
                             f"request would create {len(fresh)} new series, over the limit of {max_new} "
