@@ -90,7 +90,8 @@ def test_spine_congestion_walks_down_a_fleet_wide_symptom(scenarios: object) -> 
     """Every node waits and every leaf links both spines: the leaf uplinks' transmit-wait names the
     spine that withholds credits, and a label-less fleet sum is walked down to its entities."""
     sc: Scenario = scenarios.get("ib_congestion")  # type: ignore[attr-defined]
-    for symptom in (sc.symptom, "sum(rate(node_infiniband_port_transmit_wait_total[5m]))"):
+    nic = 'rate(node_infiniband_port_transmit_wait_total{instance="node-01:9100",device="mlx5_0"}[5m])'
+    for symptom in (sc.symptom, "sum(rate(node_infiniband_port_transmit_wait_total[5m]))", nic):
         res = analyze(sc.store, symptom, sc.at_ms, builder=sc.builder)
         assert res.symptom_entities, res.warnings
         top = res.causes[0]

@@ -328,9 +328,17 @@ def _neighbourhood(topo: Topology, sym: list[str], times: list[int]) -> dict[str
     for s in sym:
         out[s] = 0
         for t in times:
-            for eid, d in topo.depends_on(s, t, max_depth=MAX_DEPTH).items():
-                if d < out.get(eid, 99):
-                    out[eid] = d
+            starts = {s: 0}
+            if s.startswith("nic:"):
+                # a port depends on nothing in the graph, but its link ends on the switch its node
+                # links: walk from the node too (its fabric, one step further away)
+                starts.update({n: 1 for n in topo.related(s, "nic-in-node", at_ms=t)})
+            for root, d0 in starts.items():
+                if d0 and d0 < out.get(root, 99):
+                    out[root] = d0
+                for eid, d in topo.depends_on(root, t, max_depth=MAX_DEPTH).items():
+                    if d + d0 < out.get(eid, 99):
+                        out[eid] = d + d0
     return out
 
 
