@@ -35,13 +35,30 @@ def format_value(v: float) -> str:
 
 
 def format_values(values: np.ndarray) -> list[str]:
-    """:func:`format_value` over an array; the common case (no exponent, NaN or Inf) stays cheap."""
-    out = [repr(v) for v in values.tolist()]
-    for i, s in enumerate(out):
-        if s.endswith(".0"):
-            out[i] = s[:-2]
-        elif "e" in s or "n" in s:  # exponents, nan, inf
-            out[i] = format_value(float(values[i]))
+    """:func:`format_value` over an array, with the per-element work done by numpy where it can be.
+
+    Integral values (the common case for counters, percentages, temperatures) print as integers;
+    the rest use ``repr`` (the shortest round-trip digits, as Go's ``FormatFloat(v, 'f', -1, 64)``)
+    and only values that Python would print with an exponent, NaN or Inf take the slow path.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return []
+    with np.errstate(invalid="ignore"):
+        mag = np.abs(values)
+        integral = (values == np.floor(values)) & (mag < 1e16)
+    if integral.all():
+        ints = list(map(str, values.astype(np.int64).tolist()))
+        for i in np.flatnonzero(np.signbit(values) & (values == 0)).tolist():
+            ints[i] = "-0"
+        return ints
+    out = list(map(repr, values.tolist()))
+    for i in np.flatnonzero(integral).tolist():
+        out[i] = out[i][:-2]  # "97.0" -> "97" ("-0.0" -> "-0")
+    with np.errstate(invalid="ignore"):
+        odd = ~np.isfinite(values) | (mag >= 1e16) | ((mag < 1e-4) & (mag > 0))
+    for i in np.flatnonzero(odd & ~integral).tolist():
+        out[i] = format_value(float(values[i]))
     return out
 
 
@@ -94,12 +111,8 @@ class QueryResult:
             result = [
                 {
                     "metric": s.labels,
-                    "values": [
-                        list(p)
-                        for p in zip(
-                            format_timestamps(s.ts_ms), format_values(np.asarray(s.values)), strict=True
-                        )
-                    ],
+                    # (ts, "value") pairs: JSON arrays, built without a list per point
+                    "values": list(zip(format_timestamps(s.ts_ms), format_values(s.values), strict=True)),
                 }
                 for s in self.matrix
             ]
