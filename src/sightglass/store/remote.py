@@ -458,6 +458,9 @@ class RemoteMetricStore:
             )
             v = np.fromiter((float(p[1]) for p in vals), np.float64, len(vals))
             keep = (ts >= start_ms) & (ts <= end_ms)
+            # one sample per timestamp, as Prometheus keeps: a TSDB without deduplication (VictoriaMetrics
+            # without -dedup.minScrapeInterval) returns a step a new lease holder rewrote twice
+            keep[1:] &= ts[1:] != ts[:-1]
             if not keep.all():
                 ts, v = ts[keep], v[keep]
             if len(ts):
