@@ -10,7 +10,7 @@ write stays in the main process, after the parse: a push is still acknowledged o
 ``SIGHTGLASS_INGEST_WORKERS`` sets the number of worker processes (``auto``: one per core beyond the
 first, at most 4). The default is ``0`` (every body parsed in the server process) until a quiet
 multi-core run of ``bench/ingest.py`` shows the workers paying for their round trip: on a loaded
-2-core box they cost ~15-25 % more CPU per sample and gained no throughput (docs/ingest.md).
+2-core box they cost ~40 % more CPU per sample and gained no throughput (docs/ingest.md).
 """
 
 from __future__ import annotations
