@@ -55,6 +55,7 @@ class MultimodalConfig:
     min_path_spans: int = 3  # reference spans of a kind needed to learn its code path
     weights: tuple[tuple[str, float], ...] = (("paths", 2.0),)  # per-signal weight on its peer z (default 1)
     path_prior_spans: float = 10.0  # spans added to a service's count in the broken-span share (3 min)
+    path_background: str = "day"  # "day": median of the day's other minutes; "before": earlier ones only; "none"
     metrics: ScoringConfig = field(default_factory=ScoringConfig)
 
 
@@ -386,11 +387,22 @@ def _day_path_rates(day_dir: str, min_spans: int, prior_spans: float) -> dict[st
     return out
 
 
-def path_background(day_dir: str, skip: list[str], min_spans: int = 3, prior_spans: float = 10.0) -> dict[str, float]:
+BACKGROUNDS = ("day", "before", "none")
+
+
+def path_background(day_dir: str, skip: list[str], min_spans: int = 3, prior_spans: float = 10.0,
+                    mode: str = "day") -> dict[str, float]:
     """Each service's median broken-span share over the day's other minute files (label-free: every
-    minute the day folder holds, less the case's own window). It absorbs branches the one
-    reference minute never took but the service takes all day."""
-    minutes = [r for m, r in _day_path_rates(day_dir, min_spans, prior_spans).items() if m not in skip]
+    minute the day folder holds, less the case's own window ``skip``). It absorbs branches the one
+    reference minute never took but the service takes all day. ``mode="before"`` takes only the
+    minutes before the window (causal), ``"none"`` no background."""
+    if mode not in BACKGROUNDS:
+        raise ValueError(f"path background {mode!r}: expected one of {', '.join(BACKGROUNDS)}")
+    if mode == "none":
+        return {}
+    first = min(skip) if skip else ""
+    minutes = [r for m, r in _day_path_rates(day_dir, min_spans, prior_spans).items()
+               if m not in skip and (mode == "day" or m < first)]
     services = {svc for r in minutes for svc in r}
     return {svc: float(np.median([r.get(svc, 0.0) for r in minutes])) for svc in services} if minutes else {}
 
@@ -423,7 +435,8 @@ def multimodal_scores(case: Case, cfg: MultimodalConfig | None = None) -> dict[s
     logs = log_scores(ref_logs, win_logs, REFERENCE_MINUTES, len(minutes)) if not win_logs.empty else {}
     profile = _day_profile(str(day_dir), cfg.min_path_spans)
     rates = path_rates(SpanTable.build(win_logs, win_traces), profile, cfg.min_path_spans, cfg.path_prior_spans)
-    paths = path_scores(rates, path_background(str(day_dir), minutes, cfg.min_path_spans, cfg.path_prior_spans))
+    paths = path_scores(rates, path_background(str(day_dir), minutes, cfg.min_path_spans, cfg.path_prior_spans,
+                                               cfg.path_background))
     out: dict[str, dict[str, float]] = {}
     for svc in case.services:
         out[svc] = {"metrics": metric.get(svc, 0.0), "cpu": cpu.get(svc, 0.0), "delay": delay.get(svc, 0.0),
