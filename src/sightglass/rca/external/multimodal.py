@@ -10,16 +10,17 @@ inject + 2 min). Per service, these signals:
   callee's span (network and queueing on that edge), median shift against the reference. A delayed
   service slows the edges it serves; the callee of the anomalous edges is blamed, unless its own
   outgoing calls are slower still (then the delay is further down).
-- **errors** (logs): requests per minute in which the service wrote the *first* WARN/ERROR line of
-  a template (``LEVEL class#line``) the reference never shows. Callers that log after it, in the same
-  trace, inherit its error rather than vote for themselves.
-- **breaks** (logs and span names): a log line or span that used to follow another one for one
-  (same count in the reference) and now stops following it: the code path ends between them, as an
-  exception or an early return makes it (:func:`break_scores`).
-- reported, not fused: ``self`` (p90 span self time), ``mix`` (template-mix distance), ``metrics``.
+- **paths** (logs and spans together): per span *kind* (service, operation, parent operation), what
+  every reference span does (steady log lines and child calls, lines that follow others); a window
+  span that stops short of them, or shows an error event its kind never had, is *broken*; the deepest
+  broken span of a chain gets the vote (:func:`path_rates`), less the service's usual share that day
+  (:func:`path_background`). Weighted 2 in the fusion.
+- reported, not fused: ``errors`` (first new WARN/ERROR template per trace), ``breaks`` (one-for-one
+  line counts per service), ``self`` (p90 span self time), ``mix`` (template-mix distance),
+  ``metrics``.
 
-Fusion (:func:`fuse`): each signal becomes a peer z-score across the case's services; a service's
-score is its most decisive signal.
+Fusion (:func:`fuse`): each signal becomes a peer z-score across the case's services, times its
+weight; a service's score is its most decisive signal.
 """
 
 from __future__ import annotations
