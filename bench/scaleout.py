@@ -9,6 +9,14 @@ in this process on each store (the embedded file, then VictoriaMetrics + Postgre
 through) for the job's step-time symptom.
 
     python bench/scaleout.py --nodes 4 --minutes 30
+
+``--probe N`` instead measures what the newest-sample clock costs on a backend holding N series
+(30 minutes at 60 s, ending 8 minutes ago, so the plain probe at "now" finds nothing): the plain
+``max(timestamp(probe))``, the step-on probe from the last known time (what ``RemoteMetricStore`` does
+once it knows one), the 6 h subquery (its first look), Prometheus' ``/api/v1/status/tsdb`` head
+``maxTime``, and the shadow series-table upsert of N rows (Arrow, and the ``executemany`` it replaced).
+
+    python bench/scaleout.py --probe 20000
 """
 
 from __future__ import annotations
@@ -119,13 +127,100 @@ def _rca(store: Any, engine: Any, symptom: str, at_ms: int) -> tuple[float, str]
     return time.perf_counter() - t0, top
 
 
+def _timed(fn: Any, repeat: int = 3) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _probes(kind: str, url: str, end: int, now: int) -> list[tuple[str, str, float, Any]]:
+    import httpx
+
+    from sightglass.store.remote import RemoteMetricStore, RemoteOptions
+
+    out: list[tuple[str, str, float, Any]] = []
+    r = RemoteMetricStore(RemoteOptions(url, None))
+    try:
+        secs, got = _timed(lambda: r._ts_probe("max(timestamp({p}))", now))
+        out.append((kind, "max(timestamp(probe)) at now", secs, got))
+        secs, got = _timed(lambda: r._gallop(end - 5 * MIN, now))
+        out.append((kind, "step-on probe from newest - 5 min", secs, got))
+        secs, got = _timed(lambda: r._ts_probe("max(max_over_time(timestamp({p})[21600000ms:1m]))", now), 1)
+        out.append((kind, "6 h subquery (first look)", secs, got))
+        if kind == "prometheus":
+            secs, got = _timed(
+                lambda: httpx.get(url + "/api/v1/status/tsdb", timeout=60).json()["data"]["headStats"]["maxTime"]
+            )
+            out.append((kind, "/api/v1/status/tsdb headStats.maxTime", secs, got))
+    finally:
+        r.close()
+    return out
+
+
+def probe_bench(n: int) -> int:
+    import duckdb
+    import pyarrow as pa
+
+    from sightglass.store.remote import _SHADOW_SCHEMA, RemoteMetricStore, RemoteOptions
+
+    now = int(time.time() * 1000)
+    end = now - now % 60_000 - 8 * MIN
+    ts = [end - k * MIN for k in range(30)][::-1]
+    rows = [("sg_probe_bench", {"i": str(i), "host": f"h{i % 500}"}, t, float(i)) for t in ts for i in range(n)]
+    print(f"shape: {n} series x {len(ts)} samples (60 s), newest {(now - end) / 1000:.0f} s before now")
+    out = []
+    servers = [("victoriametrics", _peers.start_vm)]
+    if _peers.have(_peers.PROM_BIN):
+        servers.append(("prometheus", _peers.start_prometheus))
+    for kind, start in servers:
+        srv = start()
+        try:
+            url = f"http://127.0.0.1:{srv.port}"
+            w = RemoteMetricStore(RemoteOptions(url, url + "/api/v1/write", max_samples_per_write=50_000))
+            for a in range(0, len(rows), 200_000):
+                w.append(SampleBatch.from_rows(rows[a : a + 200_000]))
+            w.close()
+            if kind == "victoriametrics":
+                _peers.vm_flush(srv)
+                time.sleep(2)
+            out += _probes(kind, url, end, now)
+        finally:
+            srv.stop()
+    recs = [(i, "sg_probe_bench", f'{{"i":"{i}"}}', end - 30 * MIN, end) for i in range(n)]
+    for how in ("arrow", "executemany"):
+        con = duckdb.connect(":memory:")
+        con.execute(_SHADOW_SCHEMA)
+        t0 = time.perf_counter()
+        if how == "arrow":
+            cols = list(zip(*recs, strict=True))
+            tbl = pa.table({"id": pa.array(cols[0], pa.int32()), "metric": cols[1], "labels": cols[2],
+                            "first_ms": pa.array(cols[3], pa.int64()), "last_ms": pa.array(cols[4], pa.int64())})  # fmt: skip
+            con.register("u", tbl)
+            con.execute("INSERT OR REPLACE INTO series SELECT * FROM u")
+        else:
+            con.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)", recs)
+        out.append(("shadow", f"upsert {n} series rows ({how})", time.perf_counter() - t0, None))
+        con.close()
+    print(f"{'backend':16} {'what':42} {'seconds':>8}  answer (newest ms - true newest)")
+    for kind, what, secs, got in out:
+        diff = "" if got is None else f"{int(got) - end:+d}"
+        print(f"{kind:16} {what:42} {secs:8.3f}  {diff}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--minutes", type=int, default=30)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--per-request", type=int, default=20_000, help="samples per remote-write request")
+    ap.add_argument("--probe", type=int, default=0, metavar="N", help="measure the newest-sample probes on N series")
     args = ap.parse_args(argv)
+    if args.probe:
+        return probe_bench(args.probe)
     for b in (_peers.VM_BIN,):
         if not _peers.have(b):
             print(f"skipped: {b} is not installed")

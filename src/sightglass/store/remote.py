@@ -323,8 +323,6 @@ class RemoteMetricStore:
                 return True
             # at most ~12 series calls however long the first discovery window is
             res = max(self.options.span_resolution_ms, self.options.discover_ms // 12)
-            with self._lock:
-                self._newest = max(self._newest, newest)
             start = (
                 newest - self.options.discover_ms
                 if self._scanned_until is None
@@ -341,6 +339,8 @@ class RemoteMetricStore:
                 t = hi
             self._scanned_until = newest
             self._flush_shadow()
+            with self._lock:  # published only now: a reader never sees the new clock with half its series
+                self._newest = max(self._newest, newest)
             return True
         finally:
             self._refresh_lock.release()
