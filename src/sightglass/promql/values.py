@@ -120,6 +120,9 @@ class Packed:
     off: np.ndarray
     t: np.ndarray
     v: np.ndarray
+    _key: np.ndarray | None = None  # sid * span + (t - t0), built once for all searches
+    _t0: int = 0
+    _span: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -132,18 +135,24 @@ class Packed:
         n = len(self.labels)
         if n == 0:
             return np.zeros((0, len(bounds)), dtype=np.int64)
-        lo = min(int(self.t.min()) if len(self.t) else 0, int(bounds.min()))
-        hi = max(int(self.t.max()) if len(self.t) else 0, int(bounds.max()))
-        span = hi - lo + 2
-        if span * (n + 1) >= 2**62:  # cannot build one composite key; go series by series
-            out = np.empty((n, len(bounds)), dtype=np.int64)
-            for i in range(n):
-                a, b = self.off[i], self.off[i + 1]
-                out[i] = a + np.searchsorted(self.t[a:b], bounds, side=side)  # type: ignore[call-overload]
-            return out
-        key = self.sid() * span + (self.t - lo)
-        q = np.arange(n, dtype=np.int64)[:, None] * span + (bounds - lo)[None, :]
-        return np.searchsorted(key, q, side=side)  # type: ignore[call-overload]
+        if self._key is None:
+            t0 = int(self.t.min()) if len(self.t) else 0
+            span = (int(self.t.max()) - t0 + 2) if len(self.t) else 2
+            if span * (n + 1) >= 2**62:  # cannot build one composite key; go series by series
+                out = np.empty((n, len(bounds)), dtype=np.int64)
+                for i in range(n):
+                    a, b = self.off[i], self.off[i + 1]
+                    out[i] = a + np.searchsorted(self.t[a:b], bounds, side=side)  # type: ignore[call-overload]
+                return out
+            key = self.sid()
+            key *= span
+            key += self.t
+            key -= t0
+            self._key, self._t0, self._span = key, t0, span
+        # a bound outside the data is clipped to just below / above every sample of its series
+        rel = np.clip(bounds.astype(np.int64) - self._t0, -1, self._span - 1)
+        q = np.arange(n, dtype=np.int64)[:, None] * self._span + rel[None, :]
+        return np.searchsorted(self._key, q, side=side)  # type: ignore[call-overload]
 
 
 @dataclass(slots=True)
