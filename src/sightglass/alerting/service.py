@@ -192,6 +192,10 @@ class AlertingService:
             if self.leader.taken_over and self.replicated:
                 with self.lock:
                     self._take_over()
+        if at_ms is None and self.cfg.clock == "data" and int(getattr(self.store, "newest_ms", 0) or 0) <= 0:
+            # no data clock yet (a remote store's first refresh): a round at the wall clock would put
+            # every group's last evaluation ahead of the data, and none would be due again
+            return {"at_ms": None, "alerts_sent": 0, "groups_sent": 0, "incidents_changed": 0}
         at = self.clock_ms() if at_ms is None else at_ms
         with self.lock:
             if self.replicated:
