@@ -170,21 +170,27 @@ def test_rollups_have_counts_extremes_and_reset_adjusted_increase(store: DuckDBS
     store.append(SampleBatch.from_rows(rows))
     store.compact()
     sid = store.select_ids([Matcher("__name__", "=", "c_total")])
-    tbl = store.read_rollup(sid, 0, 10**9, "5m").to_pylist()
-    assert [r["ts"] for r in tbl] == [600_000]  # buckets are [start, start + 5m), named by their start
-    assert [r["cnt"] for r in tbl] == [6]
-    assert tbl[0]["min"] == 1 and tbl[0]["max"] == 3 and tbl[0]["last"] == 3 and tbl[0]["sum"] == 12
-    # increases 1,1 then a reset to 1 (counts 1), then 1,1
-    assert tbl[0]["inc"] == 5
     tbl = store.read_rollup(sid, 0, 10**9, "1h").to_pylist()
     assert [r["cnt"] for r in tbl] == [6] and tbl[0]["first"] == 1 and tbl[0]["first_ts"] == 610_000
-    rows = [("c_total", {}, 60_000 * 10 + 10_000 + i * 10_000, v) for i, v in enumerate([1, 2, 3, 1, 2, 3])]
+    assert tbl[0]["inc"] == 5  # increases 1,1 then a reset to 1 (counts 1), then 1,1
+    # while the raw day exists it answers every query: no 5-minute rollup beside it
+    assert store.read_rollup(sid, 0, 10**9, "5m").num_rows == 0
     store.append(SampleBatch.from_rows([("c_total", {}, 60_000 * 16 + 10_000, 9.0)]))
     store.compact()
+    # the late sample unsealed the day; sealing it again recomputed its rollup across the whole day
+    tbl = store.read_rollup(sid, 0, 10**9, "1h").to_pylist()
+    assert [r["cnt"] for r in tbl] == [7] and tbl[0]["inc"] == 11 and tbl[0]["last"] == 9
+    # a sample 20 days on pushes the day out of the 15-day retention: its 5-minute rollup is made then
+    store.append(SampleBatch.from_rows([("c_total", {}, 20 * 86_400_000, 10.0)]))
+    store.compact()
+    assert store.select([Matcher("__name__", "=", "c_total")], 0, 10**9) == []
     tbl = store.read_rollup(sid, 0, 10**9, "5m").to_pylist()
+    assert [r["ts"] for r in tbl] == [600_000, 900_000]  # buckets are [start, start + 5m), named by their start
     assert [r["cnt"] for r in tbl] == [6, 1]
-    # the late sample unsealed the day; sealing it again recomputed its rollups across the whole day
-    assert tbl[1]["inc"] == 6 and tbl[1]["last"] == 9
+    assert tbl[0]["min"] == 1 and tbl[0]["max"] == 3 and tbl[0]["last"] == 3 and tbl[0]["sum"] == 12
+    assert tbl[0]["inc"] == 5
+    assert tbl[1]["inc"] == 6 and tbl[1]["last"] == 9  # the reset-adjusted increase crosses buckets
+    assert store.read_rollup(sid, 0, 10**9, "1h").num_rows == 1  # the hourly rollup stays
 
 
 def test_retention_drops_whole_days_counting_from_newest_sample(tmp_path: Path) -> None:
