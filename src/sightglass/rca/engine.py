@@ -210,8 +210,8 @@ def analyze(
         if explained and left:
             warnings.append(
                 f"large neighbourhood ({len(ids)} series over the read budget of {budget}): read the cause signals "
-                f"of every entity first, then every signal of the {len(hosts)} hosts they pointed at and of a "
-                f"spread of peers; {left} other signals of {len(all_hosts) - len(hosts)} hosts were not read "
+                f"of every entity first, then every signal of {len(hosts)} hosts (those they pointed at, and a "
+                f"spread of peers); {left} other signals of {len(all_hosts) - len(hosts)} hosts were not read "
                 "(a larger read budget reads them)"
             )
         elif explained:
