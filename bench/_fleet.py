@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import cramjam
 import numpy as np
 
+from sightglass.ingest.varint import encode_varint
+
 GPUS_PER_NODE = 8
 STEP_MS = 10_000
 
@@ -198,20 +200,8 @@ def text_bodies(
 
 
 # ---------------------------------------------------------------------- remote-write 1.0
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _ld(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
+    return bytes([tag]) + encode_varint(len(payload)) + payload
 
 
 def rw_label_bytes(fleet: Fleet) -> list[bytes]:
@@ -228,7 +218,7 @@ def rw_timeseries(label_bytes: bytes, samples: list[tuple[int, float]]) -> bytes
     """One ``TimeSeries`` message: labels, then ``Sample{value=1 double, timestamp=2 int64}``."""
     body = label_bytes
     for ts, v in samples:
-        body += _ld(0x12, b"\x09" + struct.pack("<d", v) + b"\x10" + _varint(ts))
+        body += _ld(0x12, b"\x09" + struct.pack("<d", v) + b"\x10" + encode_varint(ts))
     return body
 
 
@@ -236,7 +226,7 @@ def rw_bodies(
     label_bytes: list[bytes], values: np.ndarray, ts_ms: int, ranges: list[tuple[int, int]]
 ) -> tuple[list[bytes], int]:
     """Snappy-compressed ``WriteRequest`` per range (one sample per TimeSeries); and raw bytes total."""
-    tsv = _varint(ts_ms)
+    tsv = encode_varint(ts_ms)
     sample_len = 1 + 8 + 1 + len(tsv)
     head = bytes([0x12, sample_len, 0x09])
     vb = values.astype("<f8").tobytes()
@@ -246,7 +236,7 @@ def rw_bodies(
         parts = []
         for i in range(lo, hi):
             ts_body = label_bytes[i] + head + vb[8 * i : 8 * i + 8] + tail
-            parts.append(b"\x0a" + _varint(len(ts_body)) + ts_body)
+            parts.append(b"\x0a" + encode_varint(len(ts_body)) + ts_body)
         body = b"".join(parts)
         raw += len(body)
         out.append(bytes(cramjam.snappy.compress_raw(body)))

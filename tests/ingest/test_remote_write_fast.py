@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from sightglass.ingest.limits import BadRequest
 from sightglass.ingest.remote_write import RemoteWriteDecoder, WriteRequest, encode_write_request
+from sightglass.ingest.varint import encode_varint
 from sightglass.model import STALE_NAN, SampleBatch, SeriesKey
 
 
@@ -83,7 +84,7 @@ def test_other_sample_layouts_with_cached_labels() -> None:
     ts = WriteRequest.FromString(good).timeseries[0]
     labels = b"".join(b"\x0a" + bytes([lb.ByteSize()]) + lb.SerializeToString() for lb in ts.labels)
     # timestamp before value (legal protobuf): still 16 bytes, decoded by the protobuf parser
-    sample = b"\x10" + _varint(1_790_000_000_123) + b"\x09" + struct.pack("<d", 42.0)
+    sample = b"\x10" + encode_varint(1_790_000_000_123) + b"\x09" + struct.pack("<d", 42.0)
     assert len(sample) == 16
     tsb = labels + b"\x12\x10" + sample
     body = b"\x0a" + bytes([len(tsb)]) + tsb
@@ -125,16 +126,6 @@ def test_cache_is_bounded() -> None:
         assert len(d._keys) <= 20
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 _value = st.one_of(

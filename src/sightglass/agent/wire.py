@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import cramjam
 
+from sightglass.ingest.varint import encode_varint
 from sightglass.model import MetricMetadata, MetricType, SeriesKey
 
 _TYPES = {
@@ -29,22 +30,8 @@ _TYPES = {
 _DOUBLE = struct.Struct("<d")
 
 
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64  # int64 two's complement, 10 bytes
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
+    return bytes((tag,)) + encode_varint(len(payload)) + payload
 
 
 def _string(tag: int, s: str) -> bytes:
@@ -65,11 +52,11 @@ def encode_write_request(
     parts: list[bytes] = []
     for labels, samples in series:
         body = labels + b"".join(
-            _field(0x12, b"\x09" + _DOUBLE.pack(v) + b"\x10" + _varint(ts)) for ts, v in samples
+            _field(0x12, b"\x09" + _DOUBLE.pack(v) + b"\x10" + encode_varint(ts)) for ts, v in samples
         )
         parts.append(_field(0x0A, body))
     for md in (metadata or {}).values():
-        m = b"\x08" + _varint(_TYPES.get(md.type, 0)) + _string(0x12, md.metric)
+        m = b"\x08" + encode_varint(_TYPES.get(md.type, 0)) + _string(0x12, md.metric)
         if md.help:
             m += _string(0x22, md.help)
         if md.unit:
@@ -102,8 +89,8 @@ class RemoteWriteEncoder:
     ) -> bytes:
         """One collection (every sample at ``ts_ms``), snappy-compressed. A series listed twice is
         sent as two TimeSeries entries, which remote-write receivers accept."""
-        tail = b"\x10" + _varint(ts_ms)
-        sample_len = _varint(9 + len(tail))
+        tail = b"\x10" + encode_varint(ts_ms)
+        sample_len = encode_varint(9 + len(tail))
         pack = _DOUBLE.pack
         cache = self._labels
         parts: list[bytes] = []
@@ -112,7 +99,7 @@ class RemoteWriteEncoder:
             if lb is None:
                 lb = self.labels(key)
             sample = b"\x12" + sample_len + b"\x09" + pack(v) + tail
-            parts.append(b"\x0a" + _varint(len(lb) + len(sample)) + lb + sample)
+            parts.append(b"\x0a" + encode_varint(len(lb) + len(sample)) + lb + sample)
         parts.append(encode_write_request((), metadata))
         return bytes(cramjam.snappy.compress_raw(b"".join(parts)))
 

@@ -64,6 +64,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 from sightglass.ingest.limits import BadRequest, UnsupportedMediaType
 from sightglass.ingest.otlp_json import to_kwargs
 from sightglass.ingest.protowire import BYTES, MESSAGE, REPEATED, add_message, describe_decode_error
+from sightglass.ingest.varint import encode_varint
 from sightglass.model import (
     ExpHistogramPoint,
     Labels,
@@ -189,17 +190,8 @@ def encode_status(encoding: str, http_status: int, message: str) -> bytes:
     )  # RESOURCE_EXHAUSTED/INTERNAL/INVALID
     if encoding == "protobuf":
         msg = message.encode()
-        return b"\x08" + _varint(code) + b"\x12" + _varint(len(msg)) + msg
+        return b"\x08" + encode_varint(code) + b"\x12" + encode_varint(len(msg)) + msg
     return json.dumps({"code": code, "message": message}).encode()
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 # ---------------------------------------------------------------------- values

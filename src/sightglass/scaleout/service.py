@@ -111,6 +111,23 @@ class _CostStatus:
         return getattr(c, name)
 
 
+async def _repeat(work: Any, pause_s: float, release: Callable[[], Any], what: str) -> None:
+    """Run ``work.step()`` off the event loop every ``pause_s`` until cancelled, keeping the last
+    error in ``work.last_error``; give the leases back (``release``) on the way out."""
+    try:
+        while True:
+            try:
+                await asyncio.to_thread(work.step)
+                work.last_error = None
+            except Exception as e:  # keep serving; say why in the status and the log
+                work.last_error = f"{type(e).__name__}: {e}"
+                log.exception("%s step failed", what)
+            await asyncio.sleep(pause_s)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(release)
+
+
 def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
     store = ctx.store
     if not isinstance(store, ScaleOutStore):
@@ -126,18 +143,7 @@ def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
                     parse_duration_ms(store.backends.replicas.heartbeat)) / 1000  # fmt: skip
 
         async def run_fleet(ctx: Any) -> None:
-            try:
-                while True:
-                    try:
-                        await asyncio.to_thread(fleet.step)
-                        fleet.last_error = None
-                    except Exception as e:  # keep serving; say why in the status and the log
-                        fleet.last_error = f"{type(e).__name__}: {e}"
-                        log.exception("fleet analytics step failed")
-                    await asyncio.sleep(pause)
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(fleet.leader.leases.release)
+            await _repeat(fleet, pause, fleet.leader.leases.release, "fleet analytics")
 
         tasks.append(run_fleet)
 
@@ -155,18 +161,7 @@ def background_tasks(ctx: Any) -> list[Callable[[Any], Awaitable[Any]]]:
     pause_s = min(parse_duration_ms(ctx.config.analytics.interval), parse_duration_ms(rep.heartbeat)) / 1000
 
     async def run(ctx: Any) -> None:
-        try:
-            while True:
-                try:
-                    await asyncio.to_thread(service.step)
-                    service.last_error = None
-                except Exception as e:  # keep serving; say why in the status and the log
-                    service.last_error = f"{type(e).__name__}: {e}"
-                    log.exception("scale-out analytics step failed")
-                await asyncio.sleep(pause_s)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(service.leases.release)
+        await _repeat(service, pause_s, service.leases.release, "scale-out analytics")
 
     async def presence(ctx: Any) -> None:
         beat = getattr(service.leases, "beat", None)
