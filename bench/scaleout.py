@@ -36,10 +36,10 @@ import _peers
 
 from sightglass.config import Config
 from sightglass.ingest.remote_write import compress, encode_batch
-from sightglass.model import Event, LineageEvent, SampleBatch
+from sightglass.model import SampleBatch
 from sightglass.scaleout.pgserver import start_postgres
 from sightglass.scaleout.store import open_scaleout
-from sightglass.simulate.fast import run_ingest
+from sightglass.simulate.fast import Capture, run_ingest
 from sightglass.simulate.faults import ScriptedFault
 from sightglass.store.duckdb import DuckDBStore, StoreOptions
 from sightglass.store.postgres import PostgresCatalog
@@ -48,24 +48,6 @@ from sightglass.store.remote import RemoteEngine
 MIN = 60_000
 HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
            "X-Prometheus-Remote-Write-Version": "0.1.0"}  # fmt: skip
-
-
-class _Capture:
-    def __init__(self) -> None:
-        self.batches: list[SampleBatch] = []
-        self.events: list[Event] = []
-        self.lineage: list[LineageEvent] = []
-
-    def append(self, batch: SampleBatch, **_: Any) -> None:
-        self.batches.append(batch)
-
-    def append_events(self, events: list[Event]) -> int:
-        self.events.extend(events)
-        return len(events)
-
-    def append_lineage(self, events: list[LineageEvent]) -> int:
-        self.lineage.extend(events)
-        return len(events)
 
 
 def _requests(batches: list[SampleBatch], per_request: int) -> list[bytes]:
@@ -227,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     now = int(time.time() * 1000)
     start = now - now % 10_000 - args.minutes * MIN
-    cap = _Capture()
+    cap = Capture()
     fault_at = args.minutes * MIN // 2
     scripted = [
         ScriptedFault("gpu_thermal", fault_at, args.minutes * MIN // 3, {"Hostname": "node-02", "gpu": "3"})

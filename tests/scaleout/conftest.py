@@ -36,8 +36,7 @@ def start_vm() -> Any:
     return _peers._spawn("vm", argv, tmp, data, port, "/health")
 
 
-@pytest.fixture(scope="session")
-def vm() -> Iterator[Peer]:
+def _vm_peer() -> Iterator[Peer]:
     if not _peers.have(_peers.VM_BIN):
         pytest.skip("victoria-metrics is not installed (apt-get install victoria-metrics)")
     srv = start_vm()
@@ -45,18 +44,17 @@ def vm() -> Iterator[Peer]:
         yield Peer("vm", f"http://127.0.0.1:{srv.port}", srv)
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def vm() -> Iterator[Peer]:
+    yield from _vm_peer()
 
 
 @pytest.fixture
 def own_vm() -> Iterator[Peer]:
     """A VictoriaMetrics of the test's own: nothing else's samples move its newest-sample clock."""
-    if not _peers.have(_peers.VM_BIN):
-        pytest.skip("victoria-metrics is not installed (apt-get install victoria-metrics)")
-    srv = start_vm()
-    try:
-        yield Peer("vm", f"http://127.0.0.1:{srv.port}", srv)
-    finally:
-        srv.stop()
+    yield from _vm_peer()
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from scaleout_helpers import Capture, Peer, fresh_database
+from scaleout_helpers import Peer, fresh_database
 
 from sightglass.analytics.runner import AnomalyRunner
 from sightglass.analytics.signals import load_signals
@@ -27,7 +27,7 @@ from sightglass.promql.engine import Engine
 from sightglass.scaleout.config import BackendsConfig
 from sightglass.scaleout.store import ScaleOutStore
 from sightglass.server import build_app
-from sightglass.simulate.fast import run_ingest
+from sightglass.simulate.fast import Capture, run_ingest
 from sightglass.simulate.faults import ScriptedFault
 from sightglass.store.duckdb import DuckDBStore, StoreOptions
 from sightglass.store.postgres import PostgresCatalog

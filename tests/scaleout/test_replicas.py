@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 import numpy as np
 import psycopg
-from scaleout_helpers import Capture, Peer, wait_for
+from scaleout_helpers import Peer, wait_for
 
 from sightglass.model import Matcher, SampleBatch
-from sightglass.simulate.fast import run_ingest
+from sightglass.simulate.fast import Capture, run_ingest
 from sightglass.simulate.faults import ScriptedFault
 from sightglass.store.postgres import PostgresCatalog
 from sightglass.store.remote import RemoteMetricStore, RemoteOptions

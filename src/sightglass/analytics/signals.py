@@ -130,33 +130,51 @@ def load_signals(
         values[np.column_stack(counts) == 0] = np.nan
     names = [k.text() for k in col_keys]
     metrics = [k.metric for k in col_keys]
-    # histograms: mean = rate(_sum) / rate(_count); configured ratios the same way
-    ratios = {num: (den, name) for num, den, name in cfg.ratios}
     extra_v: list[np.ndarray] = []
-    for j, k in enumerate(list(col_keys)):
-        if k.metric in ratios:
-            den, rname = ratios[k.metric]
-            c = col_of.get((den, k.labels))
-            if c is not None:
-                with np.errstate(all="ignore"):
-                    extra_v.append(np.where(values[:, c] > 0, values[:, j] / values[:, c], np.nan))
-                names.append(SeriesKey(rname, k.labels).text())
-                metrics.append(rname)
-                col_keys.append(k)
-        if k.metric.endswith("_sum"):
-            base = k.metric[: -len("_sum")]
-            c = col_of.get((base + "_count", k.labels))
-            if c is not None:
-                with np.errstate(all="ignore"):
-                    mean = np.where(values[:, c] > 0, values[:, j] / values[:, c], np.nan)
-                extra_v.append(mean)
-                names.append(SeriesKey(base, k.labels).text() + ":mean")
-                metrics.append(base + ":mean")
-                col_keys.append(SeriesKey(base, k.labels))
+    for d in derived_columns(col_keys, col_of, cfg):
+        with np.errstate(all="ignore"):
+            extra_v.append(np.where(values[:, d.den] > 0, values[:, d.num] / values[:, d.den], np.nan))
+        names.append(d.name_key.text() + d.suffix)
+        metrics.append(d.metric)
+        col_keys.append(d.key)
     if extra_v:
         values = np.column_stack([values, *extra_v])
     entities = [entity_of_series(k, builder) for k in col_keys]
     return SignalFrame(grid, values, names, metrics, entities)
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A column computed as ``num / den`` (where ``den > 0``), named ``name_key`` + ``suffix``."""
+
+    num: int
+    den: int
+    name_key: SeriesKey
+    suffix: str
+    metric: str
+    key: SeriesKey
+
+
+def derived_columns(
+    col_keys: Sequence[SeriesKey], col_of: dict[tuple[str, tuple[tuple[str, str], ...]], int], cfg: SignalConfig
+) -> list[Derived]:
+    """The derived columns of a frame, in order: per column, its configured ratio, then the mean of
+    a histogram (``rate(_sum) / rate(_count)``)."""
+    ratios = {num: (den, name) for num, den, name in cfg.ratios}
+    out: list[Derived] = []
+    for j, k in enumerate(col_keys):
+        if k.metric in ratios:
+            den, rname = ratios[k.metric]
+            c = col_of.get((den, k.labels))
+            if c is not None:
+                out.append(Derived(j, c, SeriesKey(rname, k.labels), "", rname, k))
+        if k.metric.endswith("_sum"):
+            base = k.metric[: -len("_sum")]
+            c = col_of.get((base + "_count", k.labels))
+            if c is not None:
+                mean = SeriesKey(base, k.labels)
+                out.append(Derived(j, c, mean, ":mean", base + ":mean", mean))
+    return out
 
 
 def _on_grid(ts: np.ndarray, vals: np.ndarray, t0: int, n: int, step: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sightglass.analytics.signals import SignalConfig, SignalFrame, _is_counter
+from sightglass.analytics.signals import SignalConfig, SignalFrame, _is_counter, derived_columns
 from sightglass.model import Matcher, SeriesKey
 from sightglass.topology.infer import TopologyBuilder, entity_of_series
 
@@ -103,29 +103,13 @@ def load_frame(
     values = out.T  # (rows, columns) as a view: each column's steps stay contiguous
     names = [_text(k) for k in col_keys]
     col_metrics = [k.metric for k in col_keys]
-    # histograms: mean = rate(_sum) / rate(_count); configured ratios the same way
-    ratios = {num: (den, name) for num, den, name in cfg.ratios}
-    extra_num: list[int] = []
-    extra_den: list[int] = []
-    for j, k in enumerate(list(col_keys)):
-        if k.metric in ratios:
-            den, rname = ratios[k.metric]
-            c2 = col_of.get((den, k.labels))
-            if c2 is not None:
-                extra_num.append(j)
-                extra_den.append(c2)
-                names.append(_text(SeriesKey(rname, k.labels)))
-                col_metrics.append(rname)
-                col_keys.append(k)
-        if k.metric.endswith("_sum"):
-            base = k.metric[: -len("_sum")]
-            c2 = col_of.get((base + "_count", k.labels))
-            if c2 is not None:
-                extra_num.append(j)
-                extra_den.append(c2)
-                names.append(_text(SeriesKey(base, k.labels)) + ":mean")
-                col_metrics.append(base + ":mean")
-                col_keys.append(SeriesKey(base, k.labels))
+    derived = derived_columns(col_keys, col_of, cfg)
+    extra_num = [dc.num for dc in derived]
+    extra_den = [dc.den for dc in derived]
+    for dc in derived:
+        names.append(_text(dc.name_key) + dc.suffix)
+        col_metrics.append(dc.metric)
+        col_keys.append(dc.key)
     if extra_num:
         num, den_v = values[:, extra_num], values[:, extra_den]
         with np.errstate(all="ignore"):

@@ -16,11 +16,11 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sightglass.model import Event, LineageEvent
+from sightglass.model import Event, LineageEvent, SampleBatch
 from sightglass.simulate.engine import Simulator
 from sightglass.simulate.exposition import Recorder, recorder_batches, write_openmetrics
 from sightglass.simulate.faults import CATALOGUE, ScriptedFault
@@ -109,6 +109,33 @@ def run_fast(
         shutil.rmtree(work, ignore_errors=True)
     write_side_files(sim, out)
     return RunStats(n, rec.n_series, ticks, time.perf_counter() - t0, nodes, sim.factory.n_gpus)
+
+
+@dataclass
+class Capture:
+    """A store stand-in for :func:`run_ingest` that keeps what the simulator writes, to replay it
+    into any store (or several) or to turn it into requests."""
+
+    batches: list[SampleBatch] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    lineage: list[LineageEvent] = field(default_factory=list)
+
+    def append(self, batch: SampleBatch, **_: Any) -> None:
+        self.batches.append(batch)
+
+    def append_events(self, events: list[Event]) -> int:
+        self.events.extend(events)
+        return len(events)
+
+    def append_lineage(self, events: list[LineageEvent]) -> int:
+        self.lineage.extend(events)
+        return len(events)
+
+    def replay(self, store: Any) -> None:
+        for b in self.batches:
+            store.append(b)
+        store.append_events(self.events)
+        store.append_lineage(self.lineage)
 
 
 def run_ingest(

@@ -268,41 +268,34 @@ class RemoteMetricStore:
 
     def mirror_lineage(self, rows: Iterable[tuple[int, str, str, str, str]]) -> int:
         """Copy catalog lineage rows ``(ts, namespace, job, inputs json, outputs json)`` into the shadow."""
-        data = list(rows)
-        if data:
-            cur = self._shadow.cursor()
-            try:
-                cur.executemany("INSERT INTO lineage VALUES (?, ?, ?, ?, ?)", data)
-            finally:
-                cur.close()
-        return len(data)
+        return self._mirror("lineage", list(rows))
 
     def mirror_configs(self, rows: Iterable[tuple[int, str, str, str]]) -> int:
         """Copy catalog config snapshots ``(ts, entity json, config json, source)`` into the shadow."""
-        data = list(rows)
+        return self._mirror("configs", list(rows))
+
+    def _mirror(self, table: str, data: list[tuple[Any, ...]]) -> int:
         if data:
             cur = self._shadow.cursor()
             try:
-                cur.executemany("INSERT INTO configs VALUES (?, ?, ?, ?)", data)
+                cur.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(data[0]))})", data)
             finally:
                 cur.close()
         return len(data)
 
     def configs_watermark(self) -> int:
-        cur = self._shadow.cursor()
-        try:
-            row = cur.execute("SELECT max(ts) FROM configs").fetchone()
-        finally:
-            cur.close()
-        return int(row[0]) if row and row[0] is not None else -(2**62)
+        return self._max_ts("configs", -(2**62))
 
     def lineage_watermark(self) -> int:
+        return self._max_ts("lineage", -1)
+
+    def _max_ts(self, table: str, empty: int) -> int:
         cur = self._shadow.cursor()
         try:
-            row = cur.execute("SELECT max(ts) FROM lineage").fetchone()
+            row = cur.execute(f"SELECT max(ts) FROM {table}").fetchone()
         finally:
             cur.close()
-        return int(row[0]) if row and row[0] is not None else -1
+        return int(row[0]) if row and row[0] is not None else empty
 
     @property
     def newest_ms(self) -> int:
