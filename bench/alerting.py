@@ -14,7 +14,9 @@ injected at 10 minutes (plus one run with no fault: the false-incident baseline)
 pack and SLOs with incidents and the RCA, sends to a real local webhook receiver and, when
 ``prometheus-alertmanager`` is installed, to a real Alertmanager on 127.0.0.1, and reports per class:
 incidents opened during the fault, whether the incident of the fault has the true root entity as its
-cause (topology anchor and RCA top cause separately), the detection delay in simulated time (fault
+cause at the first answer (``first_cause_right``) and after the automated GPU diagnostics the incident
+asked for, answered by the simulated factory's agents (``cause_right``; ``extra_time_to_final_s``:
+from the first answer to the RCA re-run with the results), the topology anchor and RCA top cause, the detection delay in simulated time (fault
 start to the first firing alert of the incident: what a live server adds to it is one evaluation
 interval), the wall-clock latency from that evaluation step to the webhook receiving the incident,
 and whether the Alertmanager answered 200 to the POST carrying the incident's alerts.
@@ -41,6 +43,7 @@ from sightglass.alerting.config import AlertingConfig
 from sightglass.alerting.evaluator import RuleEvaluator
 from sightglass.alerting.service import AlertingService, load_groups
 from sightglass.promql.engine import Engine
+from sightglass.simulate.engine import SimulatedDiagAgent
 from sightglass.simulate.fast import run_ingest
 from sightglass.simulate.faults import CATALOGUE, ScriptedFault
 from sightglass.store.duckdb import DuckDBStore, StoreOptions
@@ -204,6 +207,17 @@ def _one_class(
         svc = AlertingService(store, Engine(store), {"notifiers": notifiers}, topology=lambda: b.update(store),
                               rca=not args.no_rca, catalog=MemoryCatalog())  # fmt: skip
         svc._builder = b
+        diag_agent = SimulatedDiagAgent(sim)  # the factory's agents answer the diagnostics the incidents ask for
+        svc.diagnostics.agents.append(diag_agent)
+        first_cause: dict[str, Any] = {}  # incident -> its cause before any diagnostic result came back
+        orig_apply = svc.diagnostics._apply
+
+        def snap_apply(t: Any, res: Any, inc: Any) -> None:
+            if inc is not None and inc.id not in first_cause:
+                first_cause[inc.id] = dict(inc.cause or {})
+            orig_apply(t, res, inc)
+
+        svc.diagnostics._apply = snap_apply  # type: ignore[method-assign]
         step_wall: dict[int, float] = {}
         orig = svc.process
 
@@ -213,7 +227,11 @@ def _one_class(
 
         svc.process = timed  # type: ignore[method-assign]
         t = time.perf_counter()
-        svc.replay(START_MS, START_MS + args.minutes * MIN)
+        end_ms = START_MS + args.minutes * MIN
+        svc.replay(START_MS, end_ms)
+        # diagnostics still running when the data ends: go on on the alerting clock until they report
+        while (nxt := diag_agent.next_finish_ms()) is not None:
+            svc.advance(max(nxt, end_ms))
         replay_s = time.perf_counter() - t
         svc.dispatcher.flush(60)
         assert svc.incidents is not None
@@ -260,8 +278,21 @@ def _one_class(
                 if dl.kind == "alertmanager" and main.id in dl.incidents
             ]
             am_ok = bool(am) and all(dl.status == "ok" for dl in am)
+        first = first_cause.get(main.id, cause)
+        diag = main.diagnostics or {}
+        diag_ts = [e["ts_ms"] for e in main.timeline if e["event"] in ("diagnostic_failed", "diagnostic_passed", "diagnostics_failed")]
+        upd = [e["ts_ms"] for e in main.timeline if e["event"] == "rca_updated"]
         out.update({
             "detected": True,
+            "first_cause": first.get("entity"), "first_cause_right": first.get("entity") in want,
+            "first_fault": first.get("fault"), "final_fault": cause.get("fault"),
+            "diagnostics_tasks": len(diag.get("tasks") or []),
+            "diagnosed_gpus": sum(len(t["gpus"]) for t in diag.get("tasks") or []),
+            "truth_gpu_diagnosed": any(g["entity"] in want for t in diag.get("tasks") or [] for g in t["gpus"]),
+            "truth_gpu_result": next((t["results"].get(str(g["index"]), {}).get("status") for t in diag.get("tasks") or []
+                                      for g in t["gpus"] if g["entity"] in want), None),
+            "diagnostic_failures": sorted({e["detail"][:80] for e in main.timeline if e["event"] == "diagnostic_failed"}),
+            "extra_time_to_final_s": round((max(upd) - main.opened_ms) / 1000) if upd and diag_ts else 0,
             "incident_has_root_alerting": bool(hit),
             "alerts_in_incident": len(main.alerts),
             "alert_names": sorted({a["alertname"] for a in main.alerts.values()}),
@@ -311,7 +342,9 @@ def faults(args: argparse.Namespace) -> None:
         "classes": len(rated),
         "detected": sum(1 for r in rated if r.get("detected")),
         "one_incident_during_fault": sum(1 for r in rated if r.get("incidents_during_fault") == 1),
+        "first_cause_right": sum(1 for r in rated if r.get("first_cause_right")),
         "cause_right": sum(1 for r in rated if r.get("cause_right")),
+        "classes_diagnosed": sum(1 for r in rated if r.get("diagnostics_tasks")),
         "rca_top_right": sum(1 for r in rated if r.get("rca_top_right")),
         "alertmanager_accepted": sum(1 for r in rated if r.get("alertmanager_accepted")),
         "baseline_incidents_without_fault": next((r["incidents_total"] for r in rows if r["fault"] == "(none)"), None),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sightglass.agent.collection import Collection
 from sightglass.agent.config import AgentConfig
@@ -28,14 +29,19 @@ class Assembly:
     pusher: Pusher | None = None
     server: MetricsServer | None = None
     spool: Spool | None = None
+    tasks: Any = None  # sightglass.agent.tasks.TaskClient: diagnostics the server asks for
 
     def start(self) -> None:
         if self.pusher:
             self.pusher.start()
         if self.server:
             self.server.start()
+        if self.tasks:
+            self.tasks.start()
 
     def stop(self) -> None:
+        if self.tasks:
+            self.tasks.stop()
         if self.pusher:
             self.pusher.stop()
         if self.server:
@@ -115,7 +121,7 @@ def build(config: AgentConfig) -> Assembly:
         agent = Agent(
             config, collectors, SpoolSink(spool, pusher.notify), spool=spool, push_stats=pusher.stats
         )
-        return Assembly(agent, notes, pusher=pusher, spool=spool)
+        return Assembly(agent, notes, pusher=pusher, spool=spool, tasks=_task_client(config))
     host, port = parse_listen(config.listen or "127.0.0.1:9469")
     server = MetricsServer(host, port)
 
@@ -125,3 +131,15 @@ def build(config: AgentConfig) -> Assembly:
 
     agent = Agent(config, collectors, _Publish())
     return Assembly(agent, notes, server=server)
+
+
+def _task_client(config: AgentConfig) -> Any:
+    """The diagnostic-task puller (``[agent.diagnostics]``), or None when switched off."""
+    d = config.diagnostics
+    if not d.enabled or not config.server:
+        return None
+    from sightglass.agent.dcgm_diag import DiagnosticRunner
+    from sightglass.agent.tasks import TaskClient
+
+    runner = DiagnosticRunner(d.dcgmi, levels=tuple(d.levels), timeout_s=parse_duration_ms(d.timeout) / 1000)
+    return TaskClient(config.server, config.hostname, runner, poll_s=parse_duration_ms(d.poll_interval) / 1000)

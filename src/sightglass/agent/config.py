@@ -22,6 +22,36 @@ from sightglass.config import ConfigError, parse_duration_ms, parse_listen
 ALL_COLLECTORS = ("kubernetes", "host", "gpu", "slurm", "infiniband", "nfs", "lustre")
 
 
+class DiagnosticsConfig(BaseModel):
+    """``[agent.diagnostics]``: run the DCGM diagnostics the server asks for (docs/agent.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    """Pull diagnostic tasks from the server (push mode only)."""
+    dcgmi: str = "dcgmi"
+    """The dcgmi binary (a name on PATH or an absolute path)."""
+    levels: list[int] = Field(default_factory=lambda: [1, 2, 3])
+    """Run levels the server may ask for; 4 (an hour or more per GPU) only when listed."""
+    timeout: str = "45m"
+    poll_interval: str = "30s"
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[int]) -> list[int]:
+        bad = [x for x in v if x not in (1, 2, 3, 4)]
+        if bad or not v:
+            raise ValueError(f"levels must be a non-empty list of 1, 2, 3, 4 (got {v})")
+        return v
+
+    @field_validator("timeout", "poll_interval")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        if parse_duration_ms(v) <= 0:
+            raise ValueError("must be a positive duration")
+        return v
+
+
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -47,6 +77,7 @@ class AgentConfig(BaseModel):
     """Directory of squeue/scontrol/sacct; empty = search PATH."""
     config_every: str = "5m"
     """How often to send a config snapshot even when nothing changed."""
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
 
     @field_validator("interval", "max_backoff", "config_every")
     @classmethod

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sightglass.alerting.diagnostics import DiagnosticsConfig
 from sightglass.config import ConfigError, parse_duration_ms
 
 
@@ -86,6 +87,7 @@ class AlertingConfig(_Model):
     rca: bool = True
     rca_timeout: str = "20s"
     notifiers: list[NotifierConfig] = Field(default_factory=list)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
 
     @field_validator("evaluation_interval", "resend_delay", "repeat_interval", "rca_timeout")
     @classmethod

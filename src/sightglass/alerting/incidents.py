@@ -75,6 +75,7 @@ class Incident:
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     last_activity_ms: int = 0
+    diagnostics: dict[str, Any] | None = None  # tasks the incident asked for (alerting.diagnostics)
 
     def log(self, ts_ms: int, event: str, detail: str, **extra: Any) -> None:
         self.timeline.append(
@@ -111,6 +112,8 @@ class Incident:
             "alerts_firing": self.firing(),
             "entities": sorted({a["entity"] for a in self.alerts.values() if a.get("entity")}),
         }
+        if self.diagnostics is not None:
+            d["diagnostics"] = self.diagnostics
         if full:
             d["alerts"] = sorted(self.alerts.values(), key=lambda a: (a["active_at_ms"], a["alertname"]))
             d["timeline"] = list(self.timeline)
@@ -126,6 +129,8 @@ class Incident:
         )  # fmt: skip
         inc.alerts = {a["fingerprint"]: a for a in d.get("alerts", []) if "fingerprint" in a}
         inc.timeline = list(d.get("timeline", []))
+        diag = d.get("diagnostics")
+        inc.diagnostics = diag if isinstance(diag, dict) else None
         inc.last_activity_ms = max([inc.opened_ms, *(int(t.get("ts_ms", 0)) for t in inc.timeline)])
         return inc
 
@@ -607,6 +612,31 @@ class IncidentManager:
                 "the RCA found no cause",
                 symptom=(doc.get("symptom") or {}).get("query"),
             )
+
+    def update_rca(self, inc: Incident, doc: dict[str, Any], at_ms: int, why: str) -> bool:
+        """A re-run of the incident's RCA (new evidence: diagnostics); the cause follows its top cause.
+        Returns whether the cause moved."""
+        if doc.get("error"):
+            inc.log(at_ms, "rca_failed", f"re-run {why} failed: {doc['error']}")
+            return False
+        inc.rca = doc
+        causes = doc.get("causes") or []
+        if not causes:
+            inc.log(at_ms, "rca_updated", f"re-run {why}: no cause found; the cause stays")
+            return False
+        top = causes[0]
+        ent = top.get("entity") or {}
+        old = inc.cause_entity
+        inc.cause = {
+            "entity": ent.get("id"), "kind": ent.get("kind"), "labels": ent.get("labels"), "fault": top.get("fault"),
+            "score": top.get("score"), "action": top.get("action"), "source": "rca",
+        }  # fmt: skip
+        inc.log(at_ms, "rca_updated", f"re-run {why}: top cause {ent.get('id')} ({top.get('fault')})")
+        moved = bool(ent.get("id")) and ent.get("id") != old
+        if moved:
+            inc.log(at_ms, "cause_moved", f"{old} → {ent.get('id')} ({top.get('fault')}) {why}")
+        inc.title = self._title(inc)
+        return moved
 
     def _title(self, inc: Incident) -> str:
         names = sorted({r["alertname"] for r in inc.alerts.values()})

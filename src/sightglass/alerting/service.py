@@ -35,6 +35,7 @@ from typing import Any
 
 from sightglass.alerting.catalog import DuckDBCatalog, FencedCatalog, MemoryCatalog
 from sightglass.alerting.config import AlertingConfig, alerting_config
+from sightglass.alerting.diagnostics import DiagnosticsManager
 from sightglass.alerting.evaluator import Alert, RuleEvaluator
 from sightglass.alerting.incidents import Incident, IncidentManager, load_rca
 from sightglass.alerting.notify import Dispatcher, NotificationGroup
@@ -122,6 +123,11 @@ class AlertingService:
             min_severity=self.cfg.incident_min_severity,
         )  # fmt: skip
         self.incidents = IncidentManager(self.catalog, **self._incident_args) if self.cfg.incidents else None
+        self.diagnostics = DiagnosticsManager(
+            self.cfg.diagnostics, store, topology=self._incident_args["topology"], rerun=self._rerun_rca
+        )
+        if self.incidents is not None:
+            self.diagnostics.load(self.incidents)
         self.metrics = _Metrics(registry) if registry is not None else None
         if self.metrics is not None:
             self.dispatcher.on_delivery = self.metrics.delivered
@@ -142,12 +148,26 @@ class AlertingService:
         if analyze is None:
             return None, note
 
-        def run(symptom: str, at_ms: int) -> dict[str, Any] | None:
+        def run(symptom: str, at_ms: int, evidence_until_ms: int | None = None) -> dict[str, Any] | None:
             builder = self._topology_builder()
-            result = analyze(self.store, symptom, at_ms, engine=self.engine, builder=builder)
+            result = analyze(self.store, symptom, at_ms, engine=self.engine, builder=builder,
+                             evidence_until_ms=evidence_until_ms)  # fmt: skip
             return dict(result.to_dict())
 
         return run, ""
+
+    def _rerun_rca(self, symptom: str, at_ms: int, until_ms: int) -> dict[str, Any] | None:
+        """The incident's RCA again, with evidence (diagnostics) that arrived up to ``until_ms``."""
+        import inspect
+
+        fn = self.incidents.rca if self.incidents is not None else None
+        if fn is None:
+            return None
+        try:
+            takes = "evidence_until_ms" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            takes = False
+        return fn(symptom, at_ms, evidence_until_ms=until_ms) if takes else fn(symptom, at_ms)  # type: ignore[call-arg]
 
     def _topology_builder(self) -> Any:
         from sightglass.topology import TopologyBuilder
@@ -249,6 +269,7 @@ class AlertingService:
         """Incidents and silences as the catalog has them now."""
         if self.incidents is not None:
             self.incidents = IncidentManager(self.catalog, **self._incident_args)
+            self.diagnostics.load(self.incidents)
         self.silences = Silences(self.catalog)
 
     def _take_over(self) -> None:
@@ -311,6 +332,7 @@ class AlertingService:
             changed = self.incidents.observe(
                 self.evaluator.alerts(include_inactive=True), at_ms, complete=complete
             )
+            changed = self._diagnose(at_ms, changed)
         unmuted = [a for a in to_send if not self.silences.muted_by(a.labels, at_ms)]
         extra: dict[str, dict[str, str]] = {}
         if self.incidents is not None:
@@ -328,6 +350,37 @@ class AlertingService:
             "groups_sent": groups_sent,
             "incidents_changed": len(changed),
         }
+
+    def _diagnose(self, at_ms: int, changed: list[Incident]) -> list[Incident]:
+        """Diagnostics the changed incidents ask for, and results that came in (alerting.diagnostics)."""
+        try:
+            more = self.diagnostics.step(at_ms, self.incidents, changed)
+        except Exception as e:  # diagnostics must never stop alerting
+            log.exception("diagnostics step failed")
+            self.last_error = f"diagnostics: {type(e).__name__}: {e}"
+            return changed
+        seen = {i.id for i in changed}
+        return changed + [i for i in more if i.id not in seen]
+
+    def advance(self, at_ms: int) -> dict[str, Any]:
+        """Diagnostics only (no rule evaluation) at ``at_ms``: results that arrived after the last
+        round, applied and notified (with the incidents' alerts re-sent to Alertmanager with their
+        new cause). For a replayed or simulated span whose diagnostics finish after its data."""
+        with self.lock:
+            if self.incidents is None:
+                return {"incidents_changed": 0, "groups_sent": 0}
+            changed = self._diagnose(at_ms, [])
+            live = {a.fingerprint: a for a in self.evaluator.alerts(include_inactive=True)}
+            alerts = [live[fp] for inc in changed for fp in inc.alerts if fp in live and live[fp].state == "firing"]
+            alerts = [a for a in alerts if not self.silences.muted_by(a.labels, at_ms)]
+            extra = {}
+            for a in alerts:
+                inc = self.incidents.incident_of(a.fingerprint) or self._last_incident(a)
+                if inc is not None:
+                    extra[a.fingerprint] = incident_annotations(inc)
+            sent = self.dispatcher.submit_alerts(alerts, extra) if alerts else 0
+            groups = sum(self.dispatcher.submit_group(g) for g in self._groups(changed, at_ms))
+        return {"incidents_changed": len(changed), "alerts_sent": sent, "groups_sent": groups}
 
     def _last_incident(self, a: Alert) -> Incident | None:
         assert self.incidents is not None

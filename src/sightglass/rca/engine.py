@@ -38,7 +38,7 @@ from sightglass.analytics.signals import SignalFrame, select_series
 from sightglass.model import Event, Matcher, SeriesKey
 from sightglass.promql.engine import Engine
 from sightglass.promql.result import QueryError
-from sightglass.rca import fetch, knowledge
+from sightglass.rca import diagnostics, fetch, knowledge
 from sightglass.rca.result import Cause, EventEvidence, PeerEvidence, RcaResult, SignalEvidence
 from sightglass.rca.symptom import MAX_SYMPTOM_BYTES, aggregated_parts, entity_of_labels, equality_labels
 from sightglass.topology.graph import DEPENDS, Topology
@@ -122,11 +122,14 @@ def analyze(
     top: int = 5,
     window_ms: int | None = None,
     read_budget: int | None = None,
+    evidence_until_ms: int | None = None,
 ) -> RcaResult:
     """Rank the likely root causes of ``symptom`` (PromQL) as of ``at_ms``, with their evidence.
 
     ``read_budget``: a neighbourhood with more series than this is read cause signals first
-    (``fetch.plan_read``; default ``READ_BUDGET``); the result's warnings say what was not read."""
+    (``fetch.plan_read``; default ``READ_BUDGET``); the result's warnings say what was not read.
+    ``evidence_until_ms``: GPU diagnostics (``rca.diagnostics``) that finished up to then count too
+    (an incident's RCA re-run after the diagnostics it asked for)."""
     t0 = time.perf_counter()
     if not isinstance(symptom, str) or not symptom.strip():
         raise RcaError("the symptom is empty: give a PromQL expression")
@@ -225,6 +228,12 @@ def analyze(
                 f"large neighbourhood ({len(ids)} series over the read budget of {budget}): nothing the cause "
                 "signals showed explained the symptom, so every signal was read"
             )
+    causes, notes = diagnostics.apply(
+        causes, store=store, topo=topo, entity_of=lambda lb: entity_of_labels(lb, topo, builder), neighbourhood=cands,
+        symptom=symptom, start_ms=start, until_ms=max(at_ms, evidence_until_ms or at_ms), top=top,
+        labels_of=lambda eid: entity_labels(topo, eid),
+    )  # fmt: skip
+    warnings += notes
     pool = sorted(c for c in ctx.c if c not in fold and c in cands)
     return RcaResult(
         symptom,

@@ -9,6 +9,7 @@ output is identical.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -812,3 +813,67 @@ def _lineage(kind: str, ts: int, p: Any) -> dict[str, Any]:
         "producer": "https://github.com/sightglass/sightglass/simulator",
         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
     }
+
+
+# ---------------------------------------------------------------------- DCGM diagnostics
+def _gpu_faults(sim: Simulator, node: int, gpu: int, at_ms: int) -> set[str]:
+    """Fault classes on a GPU at ``at_ms``: a hardware defect behind SDC stays once it has shown; the
+    others while their fault lasts. Node-wide faults have no GPU test to fail."""
+    g = node * GPUS_PER_NODE + gpu
+    out = set()
+    for f in sim.faults:
+        if f.target.get("gpu") != g or f.start_ms > at_ms:
+            continue
+        if f.fault == "silent_data_corruption" or at_ms < f.end_ms:
+            out.add(f.fault)
+    return out
+
+
+def simulate_diagnostic(sim: Simulator, host: str, gpus: list[int], level: int, at_ms: int) -> tuple[str, int]:
+    """What ``dcgmi diag -r LEVEL -j -i GPUS`` would print on ``host`` started at ``at_ms`` (DCGM 4.x
+    JSON, from ``faults.diagnostic_outcome``), and how long it takes (``DIAG_LEVEL_SECONDS``)."""
+    from sightglass.simulate.faults import DIAG_LEVEL_SECONDS, diagnostic_json, diagnostic_outcome
+
+    node = next((i for i, n in enumerate(sim.factory.nodes) if n.hostname == host), None)
+    if node is None:
+        raise ValueError(f"no node {host!r} in the simulated factory")
+    per_gpu = {}
+    for gi in gpus:
+        rng = np.random.default_rng([sim.seed, 7, node, gi, at_ms // 1000])
+        per_gpu[gi] = diagnostic_outcome(_gpu_faults(sim, node, gi, at_ms), level, gi, rng)
+    return diagnostic_json(per_gpu, level), DIAG_LEVEL_SECONDS[level] * 1000
+
+
+class SimulatedDiagAgent:
+    """The agents of a simulated factory, answering diagnostic tasks on the alerting clock.
+
+    Ticked by ``sightglass.alerting.diagnostics.DiagnosticsManager`` each round: it takes every
+    node's queued tasks as a real agent would (``dispatch``), and once the run's simulated duration
+    has passed, posts the simulated dcgmi output through ``submit_result`` (the same path, parser
+    and checks as ``POST /api/v1/agent/tasks/{id}/result``)."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.running: dict[str, tuple[dict[str, Any], str, int, int]] = {}
+        self.results = 0
+
+    def tick(self, manager: Any, at_ms: int) -> None:
+        for n in self.sim.factory.nodes:
+            for task in manager.dispatch(n.hostname, at_ms):
+                if task["id"] in self.running:
+                    continue
+                gpus = [int(g["index"]) for g in task["gpus"]]
+                out, dur = simulate_diagnostic(self.sim, n.hostname, gpus, int(task["level"]), at_ms)
+                self.running[task["id"]] = ({**task, "node": n.hostname}, out, at_ms, at_ms + dur)
+        for tid, (task, out, t0, t1) in list(self.running.items()):
+            if t1 > at_ms:
+                continue
+            failed = '"Fail"' in out
+            doc = {"node": task["node"], "exit_code": 226 if failed else 0, "output": out, "started_ms": t0, "finished_ms": t1}
+            with contextlib.suppress(ValueError):  # the task was expired or answered meanwhile
+                manager.submit_result(tid, doc, at_ms)
+            self.results += 1
+            self.running.pop(tid)
+
+    def next_finish_ms(self) -> int | None:
+        return min((t1 for *_, t1 in self.running.values()), default=None)

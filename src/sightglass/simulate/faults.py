@@ -330,3 +330,70 @@ def load_scenario(path: str | Path) -> list[ScriptedFault]:
             )
         )
     return out
+
+
+# ---------------------------------------------------------------------- DCGM diagnostics (model)
+# What `dcgmi diag -r LEVEL` would report on a GPU, given the simulated fault state of that GPU.
+# Durations: NVIDIA's `dcgmi diag` reference gives level 1 "seconds", level 2 "approximately two
+# minutes", level 3 "approximately 15 minutes", level 4 "extended" (no figure: 60 min assumed).
+DIAG_LEVEL_SECONDS = {1: 30, 2: 120, 3: 900, 4: 3600}
+# The plugins each level runs (DCGM 4.x names), cumulative.
+DIAG_LEVEL_TESTS: dict[int, tuple[tuple[str, str], ...]] = {
+    1: (("Deployment", "software"),),
+    2: (("Deployment", "software"), ("Integration", "pcie"), ("Hardware", "memory")),
+    3: (("Deployment", "software"), ("Integration", "pcie"), ("Hardware", "memory"), ("Hardware", "diagnostic"),
+        ("Stress", "targeted_stress"), ("Stress", "targeted_power"), ("Stress", "memory_bandwidth"),
+        ("Hardware", "pulse_test")),
+}  # fmt: skip
+DIAG_LEVEL_TESTS[4] = (*DIAG_LEVEL_TESTS[3], ("Hardware", "memtest"), ("Hardware", "eud"))
+# ASSUMPTIONS (docs/simulator.md): no published per-run detection rate of DCGM diagnostics for
+# SDC-prone GPUs was found; Google's "SDC by 10x test escapes" (2025) and Meta's "Detecting silent
+# data corruptions in the wild" (2022) both report that defects escape tests and need repeated,
+# targeted runs. So a level-3 run catches an SDC-prone GPU with p = 0.6 (level 4, with the EUD: 0.8),
+# a GPU with an HBM fault fails the memory test with 0.9, and any other GPU fails a random stress
+# test with a false-positive rate of 0.5 % per run.
+SDC_DETECT_P = {1: 0.0, 2: 0.0, 3: 0.6, 4: 0.8}
+HBM_DETECT_P = 0.9
+DIAG_FALSE_POSITIVE_P = 0.005
+_SDC_TESTS = {3: ("diagnostic", "targeted_stress", "pulse_test"), 4: ("diagnostic", "targeted_stress", "pulse_test", "eud")}
+
+
+def diagnostic_outcome(faults: set[str], level: int, gpu: int, rng: Any) -> dict[str, tuple[str, str]]:
+    """``{test: (status, error)}`` for one GPU at ``level``, given the fault classes active on it."""
+    tests = [t for _, t in DIAG_LEVEL_TESTS[level]]
+    out = {t: ("pass", "") for t in tests}
+    if "xid79_fell_off_bus" in faults:
+        return {t: ("fail" if t == "software" else "skip",
+                    f"GPU {gpu} is not accessible (fell off the bus)" if t == "software" else "") for t in tests}  # fmt: skip
+    if "silent_data_corruption" in faults and rng.random() < SDC_DETECT_P.get(level, 0.0):
+        t = str(rng.choice(_SDC_TESTS[level]))
+        out[t] = ("fail", f"GPU {gpu}: results differ from the reference computation in the {t} check (simulated)")
+    if "hbm_ecc" in faults and "memory" in out and rng.random() < HBM_DETECT_P:
+        out["memory"] = ("fail", f"Found {int(rng.integers(1, 40))} faulty memory elements on GPU {gpu}")
+    if not any(s == "fail" for s, _ in out.values()) and rng.random() < DIAG_FALSE_POSITIVE_P:
+        cands = [t for t in tests if t != "software"] or tests
+        t = str(rng.choice(cands))
+        out[t] = ("fail", f"GPU {gpu}: {t} did not reach its expected level (simulated false positive)")
+    return out
+
+
+def diagnostic_json(per_gpu: dict[int, dict[str, tuple[str, str]]], level: int) -> str:
+    """The outcomes as `dcgmi diag -j` prints them (DCGM 4.x layout, as in tests/fixtures/dcgm_diag)."""
+    cats: dict[str, list[dict[str, Any]]] = {}
+    for cat, test in DIAG_LEVEL_TESTS[level]:
+        results = []
+        for g, outcome in sorted(per_gpu.items()):
+            status, err = outcome.get(test, ("skip", ""))
+            r: dict[str, Any] = {"entity_group": "GPU", "entity_group_id": 1, "entity_id": g, "status": status.capitalize()}
+            if err:
+                r["warnings"] = [{"error_category": 0, "error_id": 0, "error_severity": 1, "warning": err}]
+            results.append(r)
+        worst = "Fail" if any(r["status"] == "Fail" for r in results) else "Pass"
+        cats.setdefault(cat, []).append({"name": test, "results": results, "test_summary": {"status": worst}})
+    doc = {
+        "DCGM Diagnostic": {"test_categories": [{"category": c, "tests": ts} for c, ts in cats.items()]},
+        "entity_groups": [{"entity_group": "GPU", "entity_group_id": 1,
+                           "entities": [{"entity_id": g, "device_id": "2330", "serial_num": ""} for g in sorted(per_gpu)]}],
+        "metadata": {"version": "4.2.3 (sightglass simulator)", "Driver Version Detected": "550.144.03"},
+    }  # fmt: skip
+    return json.dumps(doc, indent=1)
