@@ -7,7 +7,7 @@ Two JSON layouts are in the field, and both are read:
 - DCGM 4.x: ``{"DCGM Diagnostic": {"test_categories": [... "results": [{"entity_group": "GPU",
   "entity_id": 0, "status": "Fail", "warnings": [{"warning", "error_id", "error_severity",
   "error_category"}]}], "test_summary": {...}]}, "entity_groups": [...], "metadata": {"version"}}``
-  (recorded outputs in tests/fixtures/dcgm_diag, with their sources).
+  (recorded outputs in tests/agent/fixtures/dcgm_diag, with their sources).
 
 ``parse_diag_json`` turns either into a :class:`DiagReport`: per GPU index, per test, a status
 (``pass`` / ``fail`` / ``warn`` / ``skip``) and DCGM's error text and ids. Anything that is not such a
@@ -56,7 +56,7 @@ class DiagError(ValueError):
     """A dcgmi output that cannot be read; the message says where and why."""
 
 
-def test_kind(name: str) -> str:
+def classify_test(name: str) -> str:
     """``compute`` | ``memory`` | ``interconnect`` | ``software`` for a DCGM test/plugin name."""
     n = name.strip().lower()
     if any(k in n for k in _MEMORY) and "bandwidth" not in n:
@@ -71,7 +71,7 @@ def test_kind(name: str) -> str:
 
 
 @dataclass(slots=True)
-class TestResult:
+class DiagTestResult:
     test: str
     category: str
     status: str
@@ -81,7 +81,7 @@ class TestResult:
 
     @property
     def kind(self) -> str:
-        return test_kind(self.test)
+        return classify_test(self.test)
 
     def to_dict(self) -> dict[str, Any]:
         return {"test": self.test, "category": self.category, "kind": self.kind, "status": self.status,
@@ -92,7 +92,7 @@ class TestResult:
 class DiagReport:
     version: str
     driver: str
-    gpus: dict[int, dict[str, TestResult]]  # GPU index -> test name -> result
+    gpus: dict[int, dict[str, DiagTestResult]]  # GPU index -> test name -> result
 
     def status_of(self, gpu: int) -> str:
         """The GPU's overall result: fail if any test failed, else warn, else pass (skip if nothing ran)."""
@@ -102,7 +102,7 @@ class DiagReport:
                 return s
         return "skip"
 
-    def failures(self, gpu: int) -> list[TestResult]:
+    def failures(self, gpu: int) -> list[DiagTestResult]:
         return [r for r in self.gpus.get(gpu, {}).values() if r.status == "fail"]
 
 
@@ -193,7 +193,7 @@ def parse_diag_json(text: str | bytes) -> DiagReport:
     version = str(meta.get("version", body.get("version", "")))[:64]
     driver = str(meta.get("Driver Version Detected", body.get("Driver Version Detected", "")))[:64]
     cats = _where_type(body.get("test_categories"), f'"{key}".test_categories', list, "a list")
-    gpus: dict[int, dict[str, TestResult]] = {}
+    gpus: dict[int, dict[str, DiagTestResult]] = {}
     for ci, cat in enumerate(cats):
         cw = f"test_categories[{ci}]"
         _where_type(cat, cw, dict, "an object")
@@ -225,7 +225,7 @@ def parse_diag_json(text: str | bytes) -> DiagReport:
                     prev = gpus.setdefault(g, {}).get(name)
                     if prev is not None and _rank(prev.status) >= _rank(status):
                         continue  # the same test twice (iterations): keep the worst
-                    gpus[g][name] = TestResult(name, category, status, errors + e2, ids + i2, info)
+                    gpus[g][name] = DiagTestResult(name, category, status, errors + e2, ids + i2, info)
     if not gpus:
         raise DiagError("the output has no per-GPU result (no test ran on a GPU)")
     return DiagReport(version, driver, gpus)

@@ -363,7 +363,71 @@ def silences_expire(silence_id: str, data: str | None, server: str | None) -> No
     click.echo(f"silence {silence_id} expired")
 
 
+# ---------------------------------------------------------------------- diagnostics
+@click.group()
+def diagnostics() -> None:
+    """GPU diagnostic tasks incidents asked the agents for (dcgmi diag), and their results."""
+
+
+def _task_line(t: dict[str, Any]) -> tuple[str, str]:
+    res = t.get("results") or {}
+    failed = sorted(int(g) for g, r in res.items() if r.get("status") == "fail")
+    if t["state"] in ("done",) and res:
+        summary = f"{len(failed)} failed (GPU {', '.join(map(str, failed))})" if failed else f"{len(res)} passed"
+    else:
+        summary = t.get("error") or "-"
+    return summary, ",".join(str(g["index"]) for g in t["gpus"])
+
+
+@diagnostics.command("list")
+@data_option
+@server_option
+@click.option("--incident", default=None, help="Only this incident's tasks.")
+@click.option("--node", default=None, help="Only this node's tasks.")
+@output_option
+def diagnostics_list(data: str | None, server: str | None, incident: str | None, node: str | None, output: str) -> None:
+    """List diagnostic tasks, oldest first."""
+    params = {k: v for k, v in {"incident": incident, "node": node}.items() if v}
+    rows = _call("GET", _server(data, server) + "/api/v1/diagnostics", params=params)
+    if output == "json":
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo("No diagnostic tasks.")
+        return
+    from sightglass.alerting.evaluator import rfc3339
+
+    t = Table(box=None, header_style="bold")
+    for c in ["ID", "INCIDENT", "NODE", "LEVEL", "STATE", "GPUS", "RESULT", *(["REQUESTED", "FINISHED"] if output == "wide" else [])]:
+        t.add_column(c)
+    for r in rows:
+        summary, gpus = _task_line(r)
+        extra = [rfc3339(r["requested_ms"]), rfc3339(r["finished_ms"]) if r.get("finished_ms") else "-"] if output == "wide" else []
+        t.add_row(r["id"], r["incident"], r["node"], str(r["level"]), r["state"], gpus, summary, *extra)
+    console.print(t)
+
+
+@diagnostics.command("get")
+@click.argument("task_id")
+@data_option
+@server_option
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def diagnostics_get(task_id: str, data: str | None, server: str | None, output: str) -> None:
+    """Show one diagnostic task: its GPUs and each GPU's result."""
+    d = _call("GET", _server(data, server) + f"/api/v1/diagnostics/{task_id}")
+    if output == "json":
+        click.echo(json.dumps(d, indent=1))
+        return
+    summary, _ = _task_line(d)
+    click.echo(f"{d['id']}  incident {d['incident']}  node {d['node']}  dcgmi diag -r {d['level']}  {d['state']}: {summary}")
+    for g in d["gpus"]:
+        r = (d.get("results") or {}).get(str(g["index"]), {})
+        failed = f" failed: {', '.join(r['failed'])}" if r.get("failed") else ""
+        click.echo(f"  GPU {g['index']} {g['uuid']}: {r.get('status', 'pending')}{failed}")
+
+
 def register(cli: click.Group) -> None:
+    cli.add_command(diagnostics)
     cli.add_command(rules)
     cli.add_command(alerts)
     cli.add_command(incidents)

@@ -149,7 +149,7 @@ class DiagnosticsManager:
             t = self.tasks.get(task_id)
             if t is None:
                 raise ResultError(f"no diagnostic task {task_id!r}", 404)
-            if t["state"] in ("done", "failed", "expired"):
+            if t["state"] in ("received", "done", "failed", "expired"):
                 raise ResultError(f"task {task_id} already has its result ({t['state']})", 409)
         if not isinstance(doc, dict):
             raise ResultError("the result must be a JSON object")
@@ -326,14 +326,17 @@ class DiagnosticsManager:
                         out[inc.id] = inc
             inbox, self.inbox = self.inbox, []
         touched: dict[str, Any] = {}
+        until: dict[str, int] = {}
         for tid, res in inbox:
             t = self.tasks[tid]
             inc = incidents.get(t["incident"])
             self._apply(t, res, inc)
             if inc is not None:
                 touched[inc.id] = inc
+                until[inc.id] = max(until.get(inc.id, at_ms), int(res["finished_ms"]))
         for inc in touched.values():
-            self._rerun_rca(inc, at_ms, incidents)
+            # the results' own time: an agent's clock may run ahead of a data clock
+            self._rerun_rca(inc, until[inc.id], incidents)
             out[inc.id] = inc
         for inc in out.values():
             incidents._save(inc)

@@ -12,6 +12,9 @@ GET  /api/v1/silences      POST /api/v1/silences      GET|DELETE /api/v1/silence
 GET  /api/v1/slos[?start=&end=&step=]   (now, or the remaining budget over time)
 GET  /api/v1/alerting/status
 POST /api/v1/alerting/evaluate?time=   (evaluate now, or at a time; for back-filled stores and tests)
+GET  /api/v1/diagnostics?incident=&node=     GET /api/v1/diagnostics/{id}   (GPU diagnostic tasks)
+GET  /api/v1/agent/tasks?node=HOST           (the agent pulls its node's tasks)
+POST /api/v1/agent/tasks/{id}/result         (the agent's dcgmi output; see alerting/diagnostics.py)
 ```
 """
 
@@ -271,7 +274,55 @@ def make_routes(ctx: Any) -> list[BaseRoute]:
         out = await asyncio.to_thread(svc.step, at)
         return success(out)
 
+    @handler
+    async def diag_tasks(request: Request) -> Response:
+        svc = svc_or_error()
+        q = request.query_params
+        rows = svc.diagnostics.list_tasks(incident=q.get("incident") or None, node=q.get("node") or None)
+        return success(rows)
+
+    @handler
+    async def diag_task(request: Request) -> Response:
+        svc = svc_or_error()
+        t = svc.diagnostics.get_task(request.path_params["id"])
+        if t is None:
+            return error(f"no diagnostic task {request.path_params['id']!r}", "not_found", 404)
+        return success(t)
+
+    @handler
+    async def agent_tasks(request: Request) -> Response:
+        svc = svc_or_error()
+        node = request.query_params.get("node", "")
+        if not node or len(node) > 253 or any(c.isspace() for c in node):
+            raise _Bad('parameter "node" is required: the agent\'s host name (no spaces, at most 253 characters)')
+        return success({"tasks": svc.diagnostics.dispatch(node, svc.clock_ms())})
+
+    @handler
+    async def agent_result(request: Request) -> Response:
+        from sightglass.alerting.diagnostics import MAX_RESULT_BYTES, ResultError
+        from sightglass.ingest.limits import IngestError, read_body
+
+        svc = svc_or_error()
+        try:
+            body = await read_body(request, MAX_RESULT_BYTES + 65536)
+        except IngestError as e:
+            return error(str(e), "too_large" if e.status == 413 else "bad_data", e.status)
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise _Bad(f"body is not valid JSON: {e}") from None
+        try:
+            out = await asyncio.to_thread(svc.diagnostics.submit_result, request.path_params["id"], doc, svc.clock_ms())
+        except ResultError as e:
+            kind = {404: "not_found", 409: "conflict", 413: "too_large", 422: "bad_data"}.get(e.status, "bad_data")
+            return error(str(e), kind, e.status)
+        return success(out)
+
     return [
+        Route("/api/v1/diagnostics", diag_tasks),
+        Route("/api/v1/diagnostics/{id}", diag_task),
+        Route("/api/v1/agent/tasks", agent_tasks),
+        Route("/api/v1/agent/tasks/{id}/result", agent_result, methods=["POST"]),
         Route("/api/v1/rules", rules),
         Route("/api/v1/alerts", alerts),
         Route("/api/v1/incidents", incidents),

@@ -378,7 +378,7 @@ def diagnostic_outcome(faults: set[str], level: int, gpu: int, rng: Any) -> dict
 
 
 def diagnostic_json(per_gpu: dict[int, dict[str, tuple[str, str]]], level: int) -> str:
-    """The outcomes as `dcgmi diag -j` prints them (DCGM 4.x layout, as in tests/fixtures/dcgm_diag)."""
+    """The outcomes as `dcgmi diag -j` prints them (DCGM 4.x layout, as in tests/agent/fixtures/dcgm_diag)."""
     cats: dict[str, list[dict[str, Any]]] = {}
     for cat, test in DIAG_LEVEL_TESTS[level]:
         results = []

@@ -1,0 +1,51 @@
+"""The simulator's model of what DCGM diagnostics report, and its output through the real parser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sightglass.agent.dcgm_diag import parse_diag_json
+from sightglass.simulate.engine import Simulator, simulate_diagnostic
+from sightglass.simulate.faults import (
+    DIAG_FALSE_POSITIVE_P,
+    DIAG_LEVEL_SECONDS,
+    SDC_DETECT_P,
+    ScriptedFault,
+    diagnostic_outcome,
+)
+
+
+def _fail_rate(faults: set[str], level: int, n: int = 3000) -> float:
+    hits = 0
+    for k in range(n):
+        out = diagnostic_outcome(faults, level, 0, np.random.default_rng([1, k]))
+        hits += any(s == "fail" for s, _ in out.values())
+    return hits / n
+
+
+def test_rates_follow_the_documented_assumptions() -> None:
+    assert abs(_fail_rate({"silent_data_corruption"}, 3) - SDC_DETECT_P[3]) < 0.04
+    assert _fail_rate({"silent_data_corruption"}, 2) < 0.02  # level 2 has no compute stress test
+    assert _fail_rate(set(), 3) < DIAG_FALSE_POSITIVE_P * 3
+    out = diagnostic_outcome({"hbm_ecc"}, 2, 5, np.random.default_rng(3))
+    assert out["memory"][0] == "fail" or _fail_rate({"hbm_ecc"}, 2) > 0.8
+    assert SDC_DETECT_P[3] < 1.0 and DIAG_LEVEL_SECONDS[3] == 900
+
+
+def test_simulated_output_parses_and_takes_time() -> None:
+    start = 1_794_787_200_000
+    sim = Simulator(2, 5, start, scripted=[ScriptedFault("silent_data_corruption", 0, 600_000, {})], fault_every_s=None)
+    for _ in range(3):
+        sim.step()
+    f = next(x for x in sim.faults if x.state.get("started"))
+    host, gpu = f.root["Hostname"], int(f.root["gpu"])
+    seen = set()
+    for k in range(12):  # different start times, different draws: the faulty GPU fails in some
+        text, dur = simulate_diagnostic(sim, host, list(range(8)), 3, start + 60_000 * k)
+        rep = parse_diag_json(text)
+        assert sorted(rep.gpus) == list(range(8)) and dur == 900_000
+        seen.add(rep.status_of(gpu))
+    assert seen == {"pass", "fail"}
+    with pytest.raises(ValueError, match="no node"):
+        simulate_diagnostic(sim, "node-99", [0], 3, start)
