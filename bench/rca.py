@@ -75,11 +75,60 @@ def _suite_case(job: tuple[int, int, int, float, bool, bool, str | None]) -> tup
                     store, name, doc["symptom"], parse_time_ms(doc["at"]), doc["truth"], sim.factory.describe(),
                     inject_ms=int(truth["start_ms"]), with_baro=with_baro,
                 )
+                got.append(_after_diagnostics(store, sim, name, doc, got[0]))
             finally:
                 store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return [g.to_dict() for g in got], time.perf_counter() - t0
+
+
+def _after_diagnostics(store: Any, sim: Any, name: str, doc: dict[str, Any], first: Any) -> Any:
+    """The same case after the alerting automation: an incident holding the first answer asks for GPU
+    diagnostics when its policy says so (``alerting.diagnostics``, default config, the same for every
+    class), the simulated factory's agents answer after DCGM's run time, the results go into the store
+    and the RCA is re-run with them. Scored as method ``sightglass+diag``; its ``seconds`` is the extra
+    simulated time from the first answer to the final one (0 when no diagnostics were asked for)."""
+    from sightglass.alerting.catalog import MemoryCatalog
+    from sightglass.alerting.diagnostics import DiagnosticsConfig, DiagnosticsManager
+    from sightglass.alerting.incidents import Incident, IncidentManager
+    from sightglass.rca.engine import analyze
+    from sightglass.rca.evaluation import CaseScore, matches
+    from sightglass.simulate.engine import SimulatedDiagAgent
+    from sightglass.timeutil import parse_time_ms
+    from sightglass.topology.infer import TopologyBuilder
+
+    at = parse_time_ms(doc["at"])
+    if first.error is not None:
+        return CaseScore(name, first.fault, "sightglass+diag", None, 0, False, 0.0, error=first.error)
+    builder = TopologyBuilder()
+    builder.add_inventory(sim.factory.describe())
+    topo = builder.update(store)
+
+    def rerun(symptom: str, at_ms: int, until_ms: int) -> dict[str, Any]:
+        return dict(analyze(store, symptom, at_ms, builder=builder, top=5, evidence_until_ms=until_ms).to_dict())
+
+    incidents = IncidentManager(MemoryCatalog())
+    inc = Incident("inc-case", doc["symptom"][:60], "open", "warning", at, None)
+    inc.rca = rerun(doc["symptom"], at, at)
+    incidents.incidents[inc.id] = inc
+    mgr = DiagnosticsManager(DiagnosticsConfig(), store, topology=lambda: topo, rerun=rerun)
+    agent = SimulatedDiagAgent(sim)
+    mgr.agents.append(agent)
+    mgr.step(at, incidents, [inc])  # the policy queues its tasks
+    mgr.step(at, incidents, [])  # the agents take them (in the server: at the next round)
+    now = at
+    while (nxt := agent.next_finish_ms()) is not None:
+        now = max(nxt, now)
+        mgr.step(now, incidents, [])
+    mgr.step(now, incidents, [])
+    causes = (inc.rca or {}).get("causes") or []
+    truth = doc["truth"]
+    rank = next((i + 1 for i, c in enumerate(causes) if matches(c["entity"]["kind"], c["entity"]["labels"], truth)), None)
+    asked = bool((inc.diagnostics or {}).get("tasks"))
+    extra = (now - at) / 1000 if asked else 0.0
+    return CaseScore(name, first.fault, "sightglass+diag", rank, first.candidates, first.truth_in_candidates, extra,
+                     [c["entity"]["id"] for c in causes])  # fmt: skip
 
 
 def _set_read_budget(budget: int | None) -> None:
@@ -122,6 +171,12 @@ def suite(args: argparse.Namespace) -> None:
     scores.sort(key=lambda s: (s.case, s.method))
     report = {"format": "sightglass", "cases": [s.to_dict() for s in scores], "summary": summarize(scores), "notes": []}
     print_report(report)
+    diag = [s for s in scores if s.method == "sightglass+diag"]
+    if diag:
+        asked = [s for s in diag if s.seconds > 0]
+        print(f"sightglass+diag: diagnostics asked for in {len(asked)} of {len(diag)} cases "
+              f"({', '.join(sorted({s.fault for s in asked})) or 'none'}); extra simulated time to the final answer "
+              f"{statistics.median([s.seconds for s in asked]) if asked else 0:.0f} s median (seconds column of that table)")
     print(f"{len({s.case for s in scores})} cases, seeds {seeds}, sizes {sizes}, {args.minutes} min each, "
           f"{workers} workers, {time.perf_counter() - t_start:.0f}s")
 
