@@ -230,8 +230,13 @@ def _one_class(
         end_ms = START_MS + args.minutes * MIN
         svc.replay(START_MS, end_ms)
         # diagnostics still running when the data ends: go on on the alerting clock until they report
-        while (nxt := diag_agent.next_finish_ms()) is not None:
-            svc.advance(max(nxt, end_ms))
+        last = end_ms
+        while True:
+            nxt = diag_agent.next_finish_ms()
+            if nxt is None and not any(t["state"] == "queued" for t in svc.diagnostics.list_tasks()):
+                break
+            last = max(nxt or last, last)
+            svc.advance(last)
         replay_s = time.perf_counter() - t
         svc.dispatcher.flush(60)
         assert svc.incidents is not None

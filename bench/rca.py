@@ -115,13 +115,16 @@ def _after_diagnostics(store: Any, sim: Any, name: str, doc: dict[str, Any], fir
     mgr = DiagnosticsManager(DiagnosticsConfig(), store, topology=lambda: topo, rerun=rerun)
     agent = SimulatedDiagAgent(sim)
     mgr.agents.append(agent)
-    mgr.step(at, incidents, [inc])  # the policy queues its tasks
-    mgr.step(at, incidents, [])  # the agents take them (in the server: at the next round)
+    mgr.step(at, incidents, [inc])  # the policy queues its tasks; the agents take them at the next round
     now = at
-    while (nxt := agent.next_finish_ms()) is not None:
-        now = max(nxt, now)
+    while True:
         mgr.step(now, incidents, [])
-    mgr.step(now, incidents, [])
+        nxt = agent.next_finish_ms()
+        if nxt is None:
+            if any(t["state"] == "queued" for t in mgr.list_tasks()):
+                continue  # a next round was queued: the agents take it at the next step
+            break
+        now = max(nxt, now)
     causes = (inc.rca or {}).get("causes") or []
     truth = doc["truth"]
     rank = next((i + 1 for i, c in enumerate(causes) if matches(c["entity"]["kind"], c["entity"]["labels"], truth)), None)

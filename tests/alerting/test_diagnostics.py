@@ -172,7 +172,7 @@ def test_sdc_incident_diagnosed_and_moved_to_the_gpu(scene: Scene) -> None:
     assert {t["state"] for t in listed} == {"received"}
 
     # the next alerting round applies them
-    r = httpx.post(scene.base + "/api/v1/alerting/evaluate", params={"time": str((scene.end_ms + 60_000) / 1000)})
+    r = httpx.post(scene.base + "/api/v1/alerting/evaluate", params={"time": str((scene.end_ms + 60_000) / 1000)}, timeout=300)
     assert r.status_code == 200, r.text
     inc = _incident(scene)
     gpu_ids = {f"gpu:{g['uuid']}" for t in tasks for g in t["gpus"] if t["node"] == host and g["index"] == idx}
@@ -276,3 +276,39 @@ def test_policy_dedup_limits_and_config_errors(scene: Scene) -> None:
     ]:
         with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
             alerting_config(raw)
+
+
+def test_all_pass_runs_again_up_to_runs(scene: Scene) -> None:
+    from sightglass.alerting.catalog import MemoryCatalog
+    from sightglass.alerting.diagnostics import DiagnosticsConfig, DiagnosticsManager
+    from sightglass.alerting.incidents import Incident, IncidentManager
+
+    src = next(i for i in scene.svc.incidents.incidents.values() if i.diagnostics)
+    incs = IncidentManager(MemoryCatalog())
+    inc = Incident("inc-rep", "x", "open", "warning", scene.end_ms, src.anchor, rca=src.rca)
+    incs.incidents[inc.id] = inc
+    mgr = DiagnosticsManager(DiagnosticsConfig(runs=2), scene.store, topology=scene.svc._incident_args["topology"])
+    t0 = scene.end_ms + 3_600_000
+    assert mgr.consider(inc, t0)
+    exe = _fake_dcgmi(scene.tmp / "dcgmi-pass", None)
+    runner = DiagnosticRunner(str(exe))
+
+    def answer(at: int) -> int:
+        n = 0
+        for node in sorted({t["node"] for t in mgr.list_tasks()}):
+            for task in mgr.dispatch(node, at):
+                run = runner.run(task["level"], [g["index"] for g in task["gpus"]])
+                mgr.submit_result(task["id"], {"node": node, "exit_code": run.exit_code, "output": run.output,
+                                               "finished_ms": at}, at)  # fmt: skip
+                n += 1
+        mgr.step(at, incs, [])
+        return n
+
+    first = answer(t0 + 900_000)
+    assert first >= 1
+    assert any(e["event"] == "diagnostics_repeat" for e in inc.timeline)
+    assert inc.diagnostics is not None and inc.diagnostics["runs"] == 2
+    assert {t["run"] for t in mgr.list_tasks()} == {1, 2}
+    assert answer(t0 + 1_800_000) == first  # the second round, on the same nodes
+    assert inc.diagnostics["runs"] == 2 and sum(e["event"] == "diagnostics_repeat" for e in inc.timeline) == 1
+    assert all(t["state"] == "done" for t in mgr.list_tasks())

@@ -60,6 +60,9 @@ class DiagnosticsConfig(BaseModel):
     max_tasks_per_hour: int = Field(default=64, ge=1)
     task_timeout: str = "2h"
     """A task without a result after this is given up (no agent on the node, or it died)."""
+    runs: int = Field(default=2, ge=1, le=5)
+    """Rounds per incident: when every GPU passed and the hypothesis still stands, run again (SDC
+    defects escape single test runs), up to this many rounds."""
 
     @field_validator("node_interval", "task_timeout")
     @classmethod
@@ -216,13 +219,16 @@ class DiagnosticsManager:
                 return f"{fault} on {ent} with a low score ({score:.2f})", [ent]
         return None
 
-    def consider(self, inc: Any, at_ms: int) -> bool:
-        """Queue the incident's diagnostics if it wants them and has none yet; True when it changed."""
+    def consider(self, inc: Any, at_ms: int, *, again: bool = False) -> bool:
+        """Queue the incident's diagnostics if it wants them and has none yet (``again``: its next
+        round); True when it changed."""
         if not self.cfg.enabled:
             return False
         diag = inc.diagnostics or {}
-        if diag.get("requested"):
+        if diag.get("requested") and not again:
             return False
+        mine = {t["node"] for t in diag.get("tasks", [])} if again else set()
+        run = int(diag.get("runs", 1)) + 1 if again else 1
         want = self.wants(inc)
         if want is None:
             return False
@@ -255,7 +261,7 @@ class DiagnosticsManager:
         hour = [t for t in self.tasks.values() if at_ms - int(t["requested_ms"]) < 3_600_000]
         for node in sorted(by_node)[: self.cfg.max_nodes]:
             last = self.node_last.get(node)
-            if last is not None and at_ms - last < self.node_interval_ms:
+            if last is not None and at_ms - last < self.node_interval_ms and node not in mine:
                 skipped.append(f"{node} (diagnosed {(at_ms - last) // 60_000} min ago)")
                 continue
             if len(hour) + len(tasks) >= self.cfg.max_tasks_per_hour:
@@ -274,6 +280,7 @@ class DiagnosticsManager:
                 "finished_ms": None,
                 "error": "",
                 "results": {},
+                "run": run,
             }
             tasks.append(t)
         skipped += [
@@ -284,11 +291,13 @@ class DiagnosticsManager:
                 self.tasks[t["id"]] = t
                 self.node_last[t["node"]] = at_ms
         n_gpus = sum(len(t["gpus"]) for t in tasks)
-        inc.diagnostics = {"requested": True, "why": why, "requested_ms": at_ms, "tasks": tasks}
+        prev = list(diag.get("tasks", [])) if again else []
+        inc.diagnostics = {"requested": True, "why": why, "requested_ms": at_ms, "tasks": prev + tasks, "runs": run}
         if tasks:
             nodes = ", ".join(f"{t['node']} ({len(t['gpus'])})" for t in tasks)
+            nth = f" (run {run} of {self.cfg.runs})" if self.cfg.runs > 1 else ""
             inc.log(at_ms, "diagnostics_requested",
-                    f"diagnostics requested on {n_gpus} GPUs of {len(tasks)} node(s) (dcgmi diag -r {self.cfg.level}): "
+                    f"diagnostics requested on {n_gpus} GPUs of {len(tasks)} node(s) (dcgmi diag -r {self.cfg.level}){nth}: "
                     f"{nodes}; {why}", tasks=[t["id"] for t in tasks])  # fmt: skip
         if skipped:
             inc.log(at_ms, "diagnostics_skipped", "not diagnosed: " + "; ".join(skipped))
@@ -338,9 +347,30 @@ class DiagnosticsManager:
             # the results' own time: an agent's clock may run ahead of a data clock
             self._rerun_rca(inc, until[inc.id], incidents)
             out[inc.id] = inc
+            self._maybe_again(inc, until[inc.id])
         for inc in out.values():
             incidents._save(inc)
         return list(out.values())
+
+    def _maybe_again(self, inc: Any, at_ms: int) -> None:
+        """Every GPU of the incident's last round passed and its hypothesis still stands: the next
+        round (up to ``runs``). A round with a failing GPU, or one still running, ends here."""
+        diag = inc.diagnostics or {}
+        run = int(diag.get("runs", 1))
+        tasks = [t for t in diag.get("tasks", []) if int(t.get("run", 1)) == run]
+        if run >= self.cfg.runs or not tasks:
+            return
+        with self.lock:
+            live = [self.tasks.get(t["id"], t) for t in tasks]
+        if any(t["state"] not in ("done", "failed", "expired") for t in live):
+            return
+        if any(r.get("status") == "fail" for t in live for r in t.get("results", {}).values()):
+            return
+        if not any(t["state"] == "done" for t in live) or self.wants(inc) is None:
+            return
+        inc.log(at_ms, "diagnostics_repeat", f"every diagnosed GPU passed run {run} and the hypothesis stands; "
+                "SDC defects escape single test runs, so the GPUs are diagnosed again")  # fmt: skip
+        self.consider(inc, at_ms, again=True)
 
     def _apply(self, t: dict[str, Any], res: dict[str, Any], inc: Any) -> None:
         from sightglass.agent.dcgm_diag import RESULT_VALUE
