@@ -294,8 +294,8 @@ def _one_class(
             "diagnostics_tasks": len(diag.get("tasks") or []),
             "diagnosed_gpus": sum(len(t["gpus"]) for t in diag.get("tasks") or []),
             "truth_gpu_diagnosed": any(g["entity"] in want for t in diag.get("tasks") or [] for g in t["gpus"]),
-            "truth_gpu_result": next((t["results"].get(str(g["index"]), {}).get("status") for t in diag.get("tasks") or []
-                                      for g in t["gpus"] if g["entity"] in want), None),
+            "truth_gpu_results": [t["results"].get(str(g["index"]), {}).get("status") for t in diag.get("tasks") or []
+                                  for g in t["gpus"] if g["entity"] in want],  # one per round
             "diagnostic_failures": sorted({e["detail"][:80] for e in main.timeline if e["event"] == "diagnostic_failed"}),
             "extra_time_to_final_s": round((max(upd) - main.opened_ms) / 1000) if upd and diag_ts else 0,
             "incident_has_root_alerting": bool(hit),
