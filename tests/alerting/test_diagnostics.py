@@ -312,3 +312,44 @@ def test_all_pass_runs_again_up_to_runs(scene: Scene) -> None:
     assert answer(t0 + 1_800_000) == first  # the second round, on the same nodes
     assert inc.diagnostics["runs"] == 2 and sum(e["event"] == "diagnostics_repeat" for e in inc.timeline) == 1
     assert all(t["state"] == "done" for t in mgr.list_tasks())
+
+
+def test_real_agent_process_runs_a_task(scene: Scene) -> None:
+    """`python -m sightglass.agent` (the daemon, pushing to the server) pulls a queued task, runs the
+    fake dcgmi and posts the result; the next round applies it."""
+    import os
+    import subprocess
+
+    mgr = scene.svc.diagnostics
+    inc = next(i for i in scene.svc.incidents.incidents.values() if i.diagnostics)
+    node = "node-02"
+    t = {"id": "diag-proc1", "incident": inc.id, "node": node, "kind": "dcgm_diag", "level": 2,
+         "gpus": [{"index": 0, "uuid": "GPU-p0", "entity": "gpu:GPU-p0"}, {"index": 5, "uuid": "GPU-p5", "entity": "gpu:GPU-p5"}],
+         "state": "queued", "requested_ms": scene.end_ms, "dispatched_ms": None, "finished_ms": None, "error": "",
+         "results": {}, "run": 1}  # fmt: skip
+    with mgr.lock:
+        mgr.tasks[t["id"]] = t
+    exe = _fake_dcgmi(scene.tmp / "dcgmi-proc", 5)
+    cfg = scene.tmp / "agent.toml"
+    cfg.write_text(
+        f'[agent]\nserver = "{scene.base}"\nhostname = "{node}"\ninterval = "1s"\ncollectors = ["host"]\n'
+        f'spool_dir = "{scene.tmp / "spool"}"\n[agent.diagnostics]\ndcgmi = "{exe}"\nlevels = [1, 2]\npoll_interval = "1s"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    log = (scene.tmp / "agent.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "sightglass.agent", "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while mgr.get_task("diag-proc1")["state"] != "received":
+            assert proc.poll() is None, (scene.tmp / "agent.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, (scene.tmp / "agent.log").read_text()[-2000:]
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    scene.svc.advance(scene.end_ms + 300_000)
+    got = mgr.get_task("diag-proc1")
+    assert got["state"] == "done"
+    assert got["results"] == {"0": {"status": "pass", "failed": []}, "5": {"status": "fail", "failed": ["diagnostic"]}}
+    with mgr.lock:
+        mgr.tasks.pop("diag-proc1")
