@@ -113,7 +113,9 @@ class Incident:
             "entities": sorted({a["entity"] for a in self.alerts.values() if a.get("entity")}),
         }
         if self.diagnostics is not None:
-            d["diagnostics"] = self.diagnostics
+            dg = self.diagnostics
+            d["diagnostics"] = dg if full else {
+                "runs": dg.get("runs", 1), "tasks": len(dg.get("tasks", [])), "why": dg.get("why", "")}  # fmt: skip
         if full:
             d["alerts"] = sorted(self.alerts.values(), key=lambda a: (a["active_at_ms"], a["alertname"]))
             d["timeline"] = list(self.timeline)
