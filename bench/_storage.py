@@ -12,20 +12,30 @@ import duckdb
 
 from sightglass.store.duckdb import DB_FILENAME, DuckDBStore, StoreOptions
 
+try:
+    from sightglass.store.head import HEAD, HEAD_FILENAME
+except ImportError:  # a Sightglass before the head file (to measure before/after with one bench)
+    HEAD, HEAD_FILENAME = "sg_head", "head.duckdb"
+
 
 @dataclass
 class StoreReport:
     samples: int = 0
     matching: int = 0  # samples of series whose metric name starts with ``metric_prefix``
-    file_bytes: int = 0
+    file_bytes: int = 0  # the main file
+    head_file_bytes: int = 0  # the head file (recent and unsealed samples)
+    dir_bytes: int = 0  # every file in the data directory: what a user sees (du --apparent-size)
+    dir_disk_bytes: int = 0  # the same in allocated blocks (du)
     wal_bytes: int = 0
     table_bytes: dict[str, int] = field(default_factory=dict)  # each table alone, copied into a fresh file
     table_rows: dict[str, int] = field(default_factory=dict)
     compression: dict[str, list[tuple[str, str, int, int]]] = field(default_factory=dict)
 
     def partition_bytes(self) -> int:
-        """Day tables, their timestamp bases (``tsbase_<day>``, sealed days) and the head."""
-        return sum(b for t, b in self.table_bytes.items() if t.startswith(("samples_", "tsbase_")))
+        """Day tables, their timestamp bases (``tsbase_<day>``, sealed days), unsealed stages and the head."""
+        return sum(
+            b for t, b in self.table_bytes.items() if t.startswith(("samples_", "tsbase_", f"{HEAD}.stage_"))
+        )
 
 
 COMPACT_ERRORS: list[str] = []
@@ -49,9 +59,23 @@ def compact_store(data_dir: Path) -> int:
     con = duckdb.connect(str(data_dir / DB_FILENAME))
     try:
         con.execute("FORCE CHECKPOINT")
+        if (data_dir / HEAD_FILENAME).exists():
+            con.execute(f"ATTACH '{data_dir / HEAD_FILENAME}' AS {HEAD}")
+            con.execute(f"FORCE CHECKPOINT {HEAD}")
     finally:
         con.close()
     return moved
+
+
+def dir_sizes(data_dir: Path) -> tuple[int, int]:
+    """``(apparent bytes, allocated bytes)`` of every file under ``data_dir``, like ``du``."""
+    apparent = allocated = 0
+    for p in data_dir.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
 
 
 def _empty_db_bytes(tmp: Path) -> int:
@@ -96,30 +120,44 @@ def analyse(
 ) -> StoreReport:
     """Size up a compacted, closed store: day partitions, head, ``tables`` and every ``rollup_*`` table."""
     path = data_dir / DB_FILENAME
-    rep = StoreReport(file_bytes=path.stat().st_size)
-    wal = path.with_name(path.name + ".wal")
-    rep.wal_bytes = wal.stat().st_size if wal.exists() else 0
+    head = data_dir / HEAD_FILENAME
+    rep = StoreReport(file_bytes=path.stat().st_size, head_file_bytes=head.stat().st_size if head.exists() else 0)
+    rep.dir_bytes, rep.dir_disk_bytes = dir_sizes(data_dir)
+    for p in (path, head):
+        wal = p.with_name(p.name + ".wal")
+        rep.wal_bytes += wal.stat().st_size if wal.exists() else 0
     con = duckdb.connect(str(path), config={"threads": 2})
     try:
-        names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
-        parts = [t for t in names if t.startswith("samples_") and t != "samples_head"]
+        if head.exists():
+            con.execute(f"ATTACH '{head}' AS {HEAD} (READ_ONLY)")
+        main_db = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        # main-file tables by name; head-file tables as sg_head.<name> (samples_head is in the head
+        # file since schema 3, a view in main)
+        names = [
+            r[0] if r[1] == main_db else f"{r[1]}.{r[0]}"
+            for r in con.execute(
+                "SELECT table_name, database_name FROM duckdb_tables() WHERE database_name IN (?, ?) ORDER BY 2, 1",
+                [main_db, HEAD],
+            ).fetchall()
+        ]
+        head_table = f"{HEAD}.samples_head" if f"{HEAD}.samples_head" in names else "samples_head"
+        parts = [t for t in names if t.startswith(("samples_", f"{HEAD}.stage_")) and t != "samples_head"]
         with tempfile.TemporaryDirectory(prefix="sgbench-size-") as d:
             tmp = Path(d)
             base = _empty_db_bytes(tmp)
             rollups = [t for t in names if t.startswith("rollup_")]
             bases = [t for t in names if t.startswith("tsbase_")]
-            for t in [*parts, *bases, "samples_head", *tables, *rollups]:
+            for t in [*parts, *bases, head_table, *tables, *rollups]:
                 if t not in names:
                     continue
                 n = con.execute(f"SELECT count(*) FROM {t}").fetchone()
                 rep.table_rows[t] = int(n[0]) if n else 0
                 if rep.table_rows[t]:
-                    rep.table_bytes[t] = max(
-                        0, table_alone_bytes(con, f"SELECT * FROM main.{t}", tmp, "c") - base
-                    )
+                    q = t if "." in t else f'"{main_db}".main.{t}'
+                    rep.table_bytes[t] = max(0, table_alone_bytes(con, f"SELECT * FROM {q}", tmp, "c") - base)
                     rep.compression[t] = compression_of(con, t)
-        rep.samples = sum(rep.table_rows.get(t, 0) for t in [*parts, "samples_head"])
-        for t in [*parts, "samples_head"]:
+        rep.samples = sum(rep.table_rows.get(t, 0) for t in [*parts, head_table])
+        for t in [*parts, head_table]:
             row = con.execute(
                 f"SELECT count(*) FROM {t} JOIN series ON series.id = {t}.series_id WHERE starts_with(metric, ?)",
                 [metric_prefix],
@@ -133,8 +171,9 @@ def analyse(
 def format_report(rep: StoreReport, title: str) -> str:
     n = max(rep.samples, 1)
     lines = [
-        f"{title}: {rep.samples:,} samples, file {rep.file_bytes / 1e6:,.1f} MB = {rep.file_bytes / n:.2f} B/sample"
-        f" (WAL {rep.wal_bytes:,} B)",
+        f"{title}: {rep.samples:,} samples; data dir {rep.dir_bytes / 1e6:,.1f} MB = {rep.dir_bytes / n:.2f} B/sample "
+        f"(du: {rep.dir_disk_bytes / n:.2f}): main file {rep.file_bytes / 1e6:,.1f} MB = {rep.file_bytes / n:.2f}, "
+        f"head file {rep.head_file_bytes / 1e6:,.1f} MB = {rep.head_file_bytes / n:.2f} (WALs {rep.wal_bytes:,} B)",
         "  each table alone in a fresh file:",
     ]
     for t, b in rep.table_bytes.items():
@@ -147,7 +186,7 @@ def format_report(rep: StoreReport, title: str) -> str:
     )
     lines.append("  compression DuckDB picked (pragma_storage_info: column, compression, segments, rows):")
     for t, comp in rep.compression.items():
-        if not t.startswith(("samples_", "rollup_", "tsbase_")):
+        if not t.startswith(("samples_", "rollup_", "tsbase_", f"{HEAD}.")):
             continue
         per_col: dict[str, list[str]] = {}
         for col, kind, segs, rows in comp:

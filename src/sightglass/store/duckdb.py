@@ -4,10 +4,13 @@ Layout (see docs/storage.md):
 
 - ``series``: the series dictionary (id, metric, labels as JSON). Loaded into a :class:`SeriesIndex`
   at open, so label matching never touches SQL.
-- ``samples_head``: samples in arrival order, written in one Arrow INSERT per group commit.
-- ``samples_<YYYYMMDD>``: closed data, one table per UTC day, appended by compaction sorted by
-  (series_id, ts) so DuckDB's ALP/bit-packing compress it (~3x smaller than arrival order). Retention
-  drops whole days.
+- ``samples_head``: samples in arrival order, written in one Arrow INSERT per group commit. It and the
+  days not yet sealed live in a second file, ``head.duckdb`` (:mod:`sightglass.store.head`), so the
+  churn of rewriting them never leaves free blocks in the main file; the main file has a view of the
+  same name.
+- ``samples_<YYYYMMDD>``: sealed days, one table per UTC day, written once sorted by (series_id, ts)
+  with per-series timestamp deltas so DuckDB's ALP/bit-packing compress it. Retention drops whole
+  days.
 - ``rollup_5m`` / ``rollup_1h``: per series and bucket count/sum/min/max/last and the
   reset-adjusted increase, kept longer than raw data. The hourly rollup is made when a day is
   sealed; the 5-minute one when the raw day leaves retention (while the raw day exists it answers
@@ -55,6 +58,7 @@ from sightglass.model import (
     SeriesKey,
     Span,
 )
+from sightglass.store import head as _head
 from sightglass.store.base import LimitExceeded, StoreError, WriteResult
 from sightglass.store.index import SeriesIndex
 from sightglass.store.memory import keep_freed_memory
@@ -104,7 +108,11 @@ MIGRATIONS: list[str] = [
     # value) + tsbase_<day>); nothing to rewrite, older files stay readable, but an older Sightglass
     # must refuse such a file rather than misread it
     "SELECT 1;",
+    # 3: samples_head and unsealed days move to the head file (sightglass.store.head); main keeps a view
+    # named samples_head. Done in code (DuckDBStore._migrate_head_file): a transaction writes one file.
+    "SELECT 1;",
 ]
+_HEAD_FILE_VERSION = 3
 
 _SAMPLE_SCHEMA = pa.schema([("series_id", pa.int32()), ("ts", pa.int64()), ("value", pa.float64())])
 
@@ -128,6 +136,10 @@ _MAX_TS_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 def _day_of(ts_ms: int) -> str:
     ts_ms = min(max(ts_ms, 0), _MAX_TS_MS)
     return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).strftime("%Y%m%d")
+
+
+def _day_start(day: str) -> int:
+    return int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 class DuckDBStore:
@@ -162,14 +174,35 @@ class DuckDBStore:
                     "Query that server over HTTP instead, or stop it first."
                 ) from e
             raise StoreError(f"cannot open {self.path}: {e}") from e
+        row = self._con.execute("SELECT current_database()").fetchone()
+        self._main_db = str(row[0]) if row else "main"
+        self.head_path = self.data_dir / _head.HEAD_FILENAME
+        head_existed = self.head_path.exists()
+        try:
+            if not read_only and not head_existed and self._schema_version_or_0() >= _HEAD_FILE_VERSION:
+                log.warning("%s is missing: this store's recent, unsealed samples are lost; starting an empty head",
+                            self.head_path)  # fmt: skip
+            attached = _head.attach(self._con, self.head_path, read_only=read_only)
+            if not attached and self._schema_version_or_0() >= _HEAD_FILE_VERSION:
+                raise StoreError(
+                    f"{self.head_path} is missing: it holds this store's recent, unsealed samples "
+                    f"(restore it beside {self.path.name}, or open the store writable to start an empty one)"
+                )
+        except duckdb.Error as e:
+            self._con.close()
+            raise StoreError(f"cannot open {self.head_path}: {e}") from e
+        except StoreError:
+            self._con.close()
+            raise
         self._lock = threading.RLock()  # guards the index and catalog writes
         if not read_only:
             self._migrate()
+            _head.recover(self._con, self._sealed_tokens())
         self.index = SeriesIndex()
         self._next_id = 0
         self._last_ms: dict[int, int] = {}
         self._load_series()
-        # days whose sealed table stores per-series timestamp deltas (see _to_delta_layout)
+        # days whose sealed table stores per-series timestamp deltas (see _write_sealed)
         self._delta_days: frozenset[str] = self._load_delta_days()
         self._metadata: dict[str, MetricMetadata] = {m: v[0] for m, v in self.metadata().items() if v}
         self._queue: queue.Queue[tuple[SampleBatch, int | None, Future[WriteResult]] | None] = queue.Queue()
@@ -183,6 +216,7 @@ class DuckDBStore:
         if head_max and head_max[0] is not None:
             self.newest_ms = max(self.newest_ms, int(head_max[0]))
         self._size_trigger = self.options.head_max_rows
+        self._shrink_due = False  # a seal left the head file mostly free: give the space back
         if not read_only:
             self._writer = threading.Thread(target=self._write_loop, name="sightglass-writer", daemon=True)
             self._writer.start()
@@ -201,8 +235,10 @@ class DuckDBStore:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()
-        with contextlib.suppress(Exception):
-            if not self.read_only:
+        if not self.read_only:
+            with contextlib.suppress(Exception):
+                self._con.execute(f"CHECKPOINT {_head.HEAD}")
+            with contextlib.suppress(Exception):
                 self._con.execute("CHECKPOINT")
         self._con.close()
 
@@ -222,6 +258,9 @@ class DuckDBStore:
             )
         for i in range(version, len(MIGRATIONS)):
             script = MIGRATIONS[i]
+            if i + 1 == _HEAD_FILE_VERSION:
+                self._migrate_head_file(con)
+                continue
             if i == 0:
                 script = script.replace("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);", "")
             con.execute("BEGIN")
@@ -235,6 +274,49 @@ class DuckDBStore:
             except Exception:
                 con.execute("ROLLBACK")
                 raise
+
+    def _migrate_head_file(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Schema 3: the head's rows go to the head file; ``samples_head`` in main becomes a view.
+
+        Two commits (one per file). The head file records that it has the rows, so a crash between
+        them never copies them twice; older unsealed day tables stay in main and are sealed from there.
+        """
+        h = _head.HEAD
+        has_table = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = 'samples_head'",
+            [self._main_db],
+        ).fetchone()
+        if has_table and has_table[0]:
+            copied = con.execute(f"SELECT count(*) FROM {h}.head_meta WHERE key = 'migrated_main_head'").fetchone()
+            if not (copied and copied[0]):
+                con.execute("BEGIN")
+                try:
+                    con.execute(f'INSERT INTO {h}.samples_head SELECT * FROM "{self._main_db}".main.samples_head')
+                    con.execute(f"INSERT INTO {h}.head_meta VALUES ('migrated_main_head', '1')")
+                    con.execute("COMMIT")
+                except Exception:
+                    con.execute("ROLLBACK")
+                    raise
+        con.execute("BEGIN")
+        try:
+            if has_table and has_table[0]:
+                con.execute("DROP TABLE samples_head")
+            con.execute(f"CREATE OR REPLACE VIEW samples_head AS SELECT * FROM {h}.samples_head")
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(_HEAD_FILE_VERSION)])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+    def _sealed_tokens(self) -> dict[str, str]:
+        rows = self.cursor().execute("SELECT key, value FROM meta WHERE key LIKE 'sealed_stage:%'").fetchall()
+        return {k[len("sealed_stage:") :]: v for k, v in rows}
+
+    def _schema_version_or_0(self) -> int:
+        has = self._con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = 'meta'", [self._main_db]
+        ).fetchone()
+        return self.schema_version() if has and has[0] else 0
 
     def schema_version(self) -> int:
         row = self.cursor().execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -250,7 +332,10 @@ class DuckDBStore:
             self._next_id = max(self._next_id, sid + 1)
 
     def _load_delta_days(self) -> frozenset[str]:
-        rows = self.cursor().execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'tsbase_%'")
+        rows = self.cursor().execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND table_name LIKE 'tsbase_%'",
+            [self._main_db],
+        )
         return frozenset(m.group(1) for (t,) in rows.fetchall() if (m := _BASE_RE.match(t)))
 
     # ------------------------------------------------------------------ writes
@@ -370,22 +455,20 @@ class DuckDBStore:
                     results.append(res)
                 except BaseException as e:  # a bad batch fails alone
                     results.append(e)
+            # DuckDB writes one attached file per transaction: the catalog part (new series, histograms,
+            # metadata) commits in the main file first, then the samples in the head file. A crash
+            # between the two leaves series without samples, never samples without their series.
+            main_done = False
             try:
-                cur.execute("BEGIN")
-                if new_series:
-                    tbl = pa.table(
-                        {
-                            "id": pa.array([s[0] for s in new_series], pa.int32()),
-                            "metric": pa.array([s[1].metric for s in new_series], pa.string()),
-                            "labels": pa.array([_json(dict(s[1].labels)) for s in new_series], pa.string()),
-                            "first_ms": pa.array([s[2] for s in new_series], pa.int64()),
-                        }
-                    )
-                    cur.register("_new_series", tbl)
-                    cur.execute(
-                        "INSERT INTO series SELECT id, metric, labels, first_ms, NULL FROM _new_series"
-                    )
-                    cur.unregister("_new_series")
+                if new_series or hist_rows or metadata:
+                    cur.execute("BEGIN")
+                    self._write_catalog_part(cur, new_series, hist_rows, metadata)
+                    cur.execute("COMMIT")
+                main_done = True
+                for sid, key, _ in new_series:
+                    self.index.add(sid, key)
+                self._metadata.update(metadata)
+                self._next_id = next_id
                 if id_arrays:
                     values = np.concatenate([v for v, _ in val_arrays])
                     masks = [m if m is not None else np.zeros(len(v), dtype=bool) for v, m in val_arrays]
@@ -398,38 +481,22 @@ class DuckDBStore:
                         ],
                         schema=_SAMPLE_SCHEMA,
                     )
+                    cur.execute("BEGIN")  # before register: it fails while a result is unfinished
                     cur.register("_batch", tbl)
-                    cur.execute("INSERT INTO samples_head SELECT * FROM _batch")
-                    cur.unregister("_batch")
-                if hist_rows:
-                    cur.executemany("INSERT INTO exp_histograms VALUES (?, ?, ?)", hist_rows)
-                if metadata:
-                    mds = list(metadata.values())
-                    cur.register(
-                        "_md",
-                        pa.table(
-                            {
-                                "metric": [m.metric for m in mds],
-                                "type": [m.type.value for m in mds],
-                                "help": [m.help for m in mds],
-                                "unit": [m.unit for m in mds],
-                            }
-                        ),
-                    )
-                    cur.execute("INSERT OR REPLACE INTO metadata SELECT metric, type, help, unit FROM _md")
-                    cur.unregister("_md")
-                cur.execute("COMMIT")
+                    try:
+                        cur.execute(f"INSERT INTO {_head.HEAD}.samples_head SELECT * FROM _batch")
+                        cur.execute("COMMIT")
+                    finally:
+                        cur.unregister("_batch")
             except BaseException as e:
                 with contextlib.suppress(Exception):
                     cur.execute("ROLLBACK")
+                if main_done:
+                    log.error("samples not written after their series were: %s", e)
                 err = StoreError(f"write failed: {e}")
                 for (_, _, fut), _res in zip(group, results, strict=True):
                     fut.set_exception(err)
                 return
-            for sid, key, _ in new_series:
-                self.index.add(sid, key)
-            self._metadata.update(metadata)
-            self._next_id = next_id
         total = 0
         for (_, _, fut), outcome in zip(group, results, strict=True):
             if isinstance(outcome, BaseException):
@@ -439,6 +506,43 @@ class DuckDBStore:
                 fut.set_result(outcome)
         self.samples_appended_total += total
         self._head_rows += total
+
+    @staticmethod
+    def _write_catalog_part(
+        cur: duckdb.DuckDBPyConnection,
+        new_series: list[tuple[int, SeriesKey, int]],
+        hist_rows: list[tuple[int, int, str]],
+        metadata: dict[str, MetricMetadata],
+    ) -> None:
+        if new_series:
+            tbl = pa.table(
+                {
+                    "id": pa.array([s[0] for s in new_series], pa.int32()),
+                    "metric": pa.array([s[1].metric for s in new_series], pa.string()),
+                    "labels": pa.array([_json(dict(s[1].labels)) for s in new_series], pa.string()),
+                    "first_ms": pa.array([s[2] for s in new_series], pa.int64()),
+                }
+            )
+            cur.register("_new_series", tbl)
+            cur.execute("INSERT INTO series SELECT id, metric, labels, first_ms, NULL FROM _new_series")
+            cur.unregister("_new_series")
+        if hist_rows:
+            cur.executemany("INSERT INTO exp_histograms VALUES (?, ?, ?)", hist_rows)
+        if metadata:
+            mds = list(metadata.values())
+            cur.register(
+                "_md",
+                pa.table(
+                    {
+                        "metric": [m.metric for m in mds],
+                        "type": [m.type.value for m in mds],
+                        "help": [m.help for m in mds],
+                        "unit": [m.unit for m in mds],
+                    }
+                ),
+            )
+            cur.execute("INSERT OR REPLACE INTO metadata SELECT metric, type, help, unit FROM _md")
+            cur.unregister("_md")
 
     # ------------------------------------------------------------------ compaction, rollups, retention
     def _maybe_compact(self, cur: duckdb.DuckDBPyConnection) -> None:
@@ -451,6 +555,9 @@ class DuckDBStore:
             # a big head of only recent data cannot move yet: let it double before trying again
             self._size_trigger = self.options.head_max_rows if moved else 2 * max(self._head_rows, 1)
             self._apply_retention(cur)
+            if self._shrink_due:
+                self._shrink_due = False
+                _head.shrink(cur)
         except Exception:
             log.exception("compaction failed; will retry")
 
@@ -464,18 +571,21 @@ class DuckDBStore:
             moved = self._compact(cur, force=force)
             self._apply_retention(cur)
             cur.execute("CHECKPOINT")
+            _head.shrink(cur)
+            self._shrink_due = False
             return moved
 
     def _compact(self, cur: duckdb.DuckDBPyConnection, *, force: bool) -> int:
-        """Move head samples into day tables in whole-hour slices, then seal the days that closed.
+        """Move head samples into day stages in whole-hour slices, then seal the days that closed.
 
         Only whole hours older than ``head_ms`` behind the newest sample move (``force``: all of it),
-        each slice sorted by (series_id, ts). A day whose data has all moved is *sealed*: rewritten once
-        fully sorted (~2.7 B/sample instead of ~6 for hourly slices) and rolled up. Late data for a
-        sealed day unseals it; it is sealed again, with fresh rollups, on a later pass.
+        each slice sorted by (series_id, ts), into the day's stage in the head file. A day whose data
+        has all moved is *sealed*: written once into the main file, fully sorted with timestamp deltas
+        (see :meth:`_write_sealed`), and rolled up. Late data for a sealed day goes to a new stage and
+        unseals the day; a later pass seals it again, merged, with fresh rollups.
         """
         with self._lock:
-            row = cur.execute("SELECT count(*), min(ts), max(ts) FROM samples_head").fetchone()
+            row = cur.execute(f"SELECT count(*), min(ts), max(ts) FROM {_head.HEAD}.samples_head").fetchone()
             assert row is not None
             n, min_ts, max_ts = row
             moved = 0
@@ -485,69 +595,88 @@ class DuckDBStore:
                 else:
                     cutoff = ((max_ts - self.options.head_ms) // HOUR_MS) * HOUR_MS
                 if cutoff > min_ts:
-                    moved = self._move(cur, min_ts, cutoff)
+                    moved = self._move(cur, cutoff)
             sealed_until = max_ts + 1 if force and n else self._moved_until(cur)
-            self._seal_closed_days(cur, sealed_until, include_partial=force)
+            if self._seal_closed_days(cur, sealed_until, include_partial=force):
+                self._shrink_due = True
             self._head_rows = self.count("samples_head")
             return moved
 
     def _moved_until(self, cur: duckdb.DuckDBPyConnection) -> int:
         """Everything before this time has left the head."""
-        row = cur.execute("SELECT min(ts) FROM samples_head").fetchone()
+        row = cur.execute(f"SELECT min(ts) FROM {_head.HEAD}.samples_head").fetchone()
         if row and row[0] is not None:
             return int(row[0])
         return max(self._last_ms.values(), default=0) + 1
 
-    def _move(self, cur: duckdb.DuckDBPyConnection, min_ts: int, cutoff: int) -> int:
-        moved = 0
-        replained: set[str] = set()
-        cur.execute("BEGIN")
-        try:
-            day_lo = (min_ts // DAY_MS) * DAY_MS
-            for day_start in range(day_lo, cutoff, DAY_MS):
-                lo, hi = day_start, min(day_start + DAY_MS, cutoff)
-                day = _day_of(day_start)
-                table = f"samples_{day}"
-                if day in self._delta_days and day not in replained:
-                    has = cur.execute(
-                        "SELECT count(*) FROM samples_head WHERE ts >= ? AND ts < ?", [lo, hi]
-                    ).fetchall()
-                    if has[0][0]:  # late rows for a sealed day: back to plain timestamps first
-                        self._to_plain_layout(cur, day)
-                        replained.add(day)
-                cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {table} "
-                    "(series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)"
-                )
-                cur.execute(
-                    f"INSERT INTO {table} SELECT series_id, ts, value FROM samples_head "
-                    "WHERE ts >= ? AND ts < ? ORDER BY series_id, ts, rowid",
-                    [lo, hi],
-                )
-                row = cur.execute("SELECT count(*) FROM samples_head WHERE ts >= ? AND ts < ?", [lo, hi]).fetchall()
-                moved_here = int(row[0][0])
-                moved += moved_here
-                if moved_here and self._is_sealed(cur, day):
-                    # late data for a sealed day: drop its rollups, seal it again later
-                    self._unseal(cur, day, day_start)
-            cur.execute(
-                "UPDATE series SET last_ms = s.last FROM (SELECT series_id, max(ts) AS last "
-                "FROM samples_head WHERE ts < ? GROUP BY series_id) s "
-                "WHERE series.id = s.series_id AND (series.last_ms IS NULL OR series.last_ms < s.last)",
+    def _move(self, cur: duckdb.DuckDBPyConnection, cutoff: int) -> int:
+        """Head rows before ``cutoff`` into their days' stages, one head transaction.
+
+        The main file's part comes first, in its own transaction (DuckDB writes one file per
+        transaction): the series' last sample times, and unsealing the sealed days that get late rows.
+        Both are harmless if the move then never happens: the day is simply sealed again.
+        """
+        h = _head.HEAD
+        days = [
+            int(r[0])
+            for r in cur.execute(
+                f"SELECT DISTINCT (ts - ((ts % {DAY_MS}) + {DAY_MS}) % {DAY_MS}) // {DAY_MS} "
+                f"FROM {h}.samples_head WHERE ts < ? ORDER BY 1",
                 [cutoff],
+            ).fetchall()
+        ]
+        if not days:
+            return 0
+        lasts = cur.sql(
+            f"SELECT series_id, max(ts) AS last FROM {h}.samples_head WHERE ts < $cutoff GROUP BY series_id",
+            params={"cutoff": cutoff},
+        ).to_arrow_table()
+        assert lasts is not None
+        late = sorted({_day_of(d * DAY_MS) for d in days if self._is_sealed(cur, _day_of(d * DAY_MS))})
+        cur.execute("BEGIN")
+        cur.register("_lasts", lasts)
+        try:
+            cur.execute(
+                "UPDATE series SET last_ms = s.last FROM _lasts s "
+                "WHERE series.id = s.series_id AND (series.last_ms IS NULL OR series.last_ms < s.last)"
             )
-            # rewrite the head without the moved rows (a DELETE would leave holes in the file)
-            cur.execute("CREATE TABLE samples_head_new AS SELECT * FROM samples_head WHERE ts >= ?", [cutoff])
-            cur.execute("DROP TABLE samples_head")
-            cur.execute("ALTER TABLE samples_head_new RENAME TO samples_head")
+            for day in late:  # late data for a sealed day: drop its rollups, seal it again later
+                self._unseal(cur, day, _day_start(day))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        if replained:
-            self._delta_days = self._delta_days - replained
-        for sid, last in cur.execute("SELECT id, last_ms FROM series WHERE last_ms IS NOT NULL").fetchall():
-            self._last_ms[sid] = last
+        finally:
+            cur.unregister("_lasts")
+        stages = set(_head.stage_days(cur))
+        moved = 0
+        cur.execute("BEGIN")
+        try:
+            for d in days:
+                lo = d * DAY_MS
+                hi = min(lo + DAY_MS, cutoff)
+                day = _day_of(lo)
+                if day not in stages:
+                    _head.create_stage(cur, day)
+                    stages.add(day)
+                cur.execute(
+                    f"INSERT INTO {_head.stage(day)} SELECT series_id, ts, value FROM {h}.samples_head "
+                    "WHERE ts >= ? AND ts < ? ORDER BY series_id, ts, rowid",
+                    [lo, hi],
+                )
+            row = cur.execute(f"SELECT count(*) FROM {h}.samples_head WHERE ts < ?", [cutoff]).fetchone()
+            moved = int(row[0]) if row else 0
+            # rewrite the head without the moved rows (a DELETE would leave holes in the file)
+            cur.execute(f"CREATE TABLE {h}.samples_head_new AS SELECT * FROM {h}.samples_head WHERE ts >= ?", [cutoff])
+            cur.execute(f"DROP TABLE {h}.samples_head")
+            cur.execute(f"ALTER TABLE {h}.samples_head_new RENAME TO samples_head")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        for sid, last in zip(lasts.column("series_id").to_pylist(), lasts.column("last").to_pylist(), strict=True):
+            if last > self._last_ms.get(sid, -(2**63)):
+                self._last_ms[sid] = last
         return moved
 
     @staticmethod
@@ -560,36 +689,78 @@ class DuckDBStore:
         for table in ("rollup_5m", "rollup_1h"):
             cur.execute(f"DELETE FROM {table} WHERE ts >= ? AND ts < ?", [day_start, day_start + DAY_MS])
 
-    def _seal_closed_days(self, cur: duckdb.DuckDBPyConnection, moved_until: int, *, include_partial: bool) -> None:
-        for table in self.partitions():
-            day = table[len("samples_") :]
-            day_start = int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
+    def _seal_closed_days(self, cur: duckdb.DuckDBPyConnection, moved_until: int, *, include_partial: bool) -> bool:
+        """Seal every day whose data has all left the head; returns whether any was sealed."""
+        stages = set(_head.stage_days(cur))
+        in_main = {t[len("samples_") :] for t in self.partitions()}
+        sealed = False
+        for day in sorted(in_main | stages):
+            day_start = _day_start(day)
             closed = day_start + DAY_MS <= moved_until
             if not closed and not (include_partial and day_start < moved_until):
                 continue
-            if self._is_sealed(cur, day):
+            if day not in stages and self._is_sealed(cur, day):
                 continue
-            cur.execute("BEGIN")
-            try:
-                # rowid keeps the order rows were moved in, so duplicates stay in write order
-                cur.execute(
-                    f"CREATE TABLE {table}_sorted AS SELECT series_id, ts, value FROM {table} "
-                    "ORDER BY series_id, ts, rowid"
-                )
-                cur.execute(f"DROP TABLE {table}")
-                cur.execute(f"ALTER TABLE {table}_sorted RENAME TO {table}")
-                self._rollup(cur, table, day_start, (("rollup_1h", HOUR_MS, True),))
-                delta = self._to_delta_layout(cur, day, day_start)
-                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"sealed:{day}", str(int(time.time()))])
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            if delta:
-                self._delta_days = self._delta_days | {day}
+            self._seal_day(cur, day, day_start, in_main=day in in_main, staged=day in stages)
+            sealed = True
+        return sealed
 
-    def _to_delta_layout(self, cur: duckdb.DuckDBPyConnection, day: str, day_start: int) -> bool:
-        """Rewrite a sorted day as ``(series_id, hour, dt, value)`` plus ``tsbase_<day>``.
+    def _seal_day(self, cur: duckdb.DuckDBPyConnection, day: str, day_start: int, *, in_main: bool, staged: bool) -> None:
+        """Write ``day`` once into the main file: its main table (an earlier seal) merged with its stage.
+
+        Three commits: the head gets the whole day sorted (scratch, so the sort's churn stays in the
+        head file); the main file gets the sealed day, its hourly rollup and the stage's token; the
+        head drops stage and scratch. See :mod:`sightglass.store.head` for a crash between them.
+        """
+        table = f"samples_{day}"
+        parts = []
+        if in_main:
+            if day in self._delta_days:
+                parts.append(f"SELECT series_id, ts, value, r, 0 AS src FROM ({self._absolute_sql(day, with_row=True)})")
+            else:
+                parts.append(f"SELECT series_id, ts, value, rowid AS r, 0 AS src FROM {table}")
+        if staged:
+            parts.append(f"SELECT series_id, ts, value, rowid AS r, 1 AS src FROM {_head.stage(day)}")
+        token = _head.token(cur, day) if staged else None
+        scratch = _head.scratch(day)
+        cur.execute("BEGIN")
+        try:
+            cur.execute(f"DROP TABLE IF EXISTS {scratch}")
+            # src then rowid: duplicates stay in write order (an earlier seal's rows, then the stage's)
+            cur.execute(
+                f"CREATE TABLE {scratch} AS SELECT series_id, ts, value FROM ({' UNION ALL '.join(parts)}) "
+                "ORDER BY series_id, ts, src, r"
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("BEGIN")
+        try:
+            self._unseal(cur, day, day_start)  # an earlier seal's rollups
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            cur.execute(f"DROP TABLE IF EXISTS tsbase_{day}")
+            self._rollup(cur, scratch, day_start, (("rollup_1h", HOUR_MS, True),))
+            delta = self._write_sealed(cur, scratch, day, day_start)
+            cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"sealed:{day}", str(int(time.time()))])
+            if token is not None:
+                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"sealed_stage:{day}", token])
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self._delta_days = self._delta_days | {day} if delta else self._delta_days - {day}
+        cur.execute("BEGIN")
+        try:
+            _head.drop_stage(cur, day)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def _write_sealed(self, cur: duckdb.DuckDBPyConnection, src: str, day: str, day_start: int) -> bool:
+        """Create ``samples_<day>`` in the main file from ``src`` (sorted), as ``(series_id, hour, dt,
+        value)`` plus ``tsbase_<day>``; returns False when it stays plain ``(series_id, ts, value)``.
 
         DuckDB bit-packs a column in groups of 2,048 values, and one series boundary in a group widens
         the whole group's timestamp deltas to ~27 bits: absolute timestamps took 1.08 B/sample even when
@@ -600,14 +771,15 @@ class DuckDBStore:
         data) keep the plain layout.
         """
         table = f"samples_{day}"
-        row = cur.execute(f"SELECT count(*), min(ts), max(ts) FROM {table}").fetchone()
+        row = cur.execute(f"SELECT count(*), min(ts), max(ts) FROM {src}").fetchone()
         if not row or not row[0] or row[1] < day_start or row[2] >= day_start + DAY_MS:
+            cur.execute(f"CREATE TABLE {table} AS SELECT series_id, ts, value FROM {src}")
             return False
         cur.execute(
             f"""
-            CREATE TABLE {table}_delta AS
+            CREATE TABLE {table} AS
             WITH s AS (SELECT series_id, ts, value, rowid AS r, ((ts - {day_start}) // {HOUR_MS})::UTINYINT AS hour
-                       FROM {table})
+                       FROM {src})
             SELECT series_id, hour,
                    coalesce(ts - lag(ts) OVER w, lead(ts) OVER w - ts, 0)::INTEGER AS dt, value
             FROM s WINDOW w AS (PARTITION BY series_id, hour ORDER BY r)
@@ -617,18 +789,17 @@ class DuckDBStore:
         cur.execute(
             f"CREATE TABLE tsbase_{day} AS SELECT series_id, ((ts - {day_start}) // {HOUR_MS})::UTINYINT AS hour, "
             f"arg_min(ts, rowid) AS first_ts, arg_max(ts, rowid) AS last_ts, count(*)::INTEGER AS n "
-            f"FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"
+            f"FROM {src} GROUP BY 1, 2 ORDER BY 1, 2"
         )
-        cur.execute(f"DROP TABLE {table}")
-        cur.execute(f"ALTER TABLE {table}_delta RENAME TO {table}")
         return True
 
     @staticmethod
-    def _absolute_sql(day: str) -> str:
-        """A SELECT of a delta-layout day as ``(series_id, ts, value)`` in stored order, in SQL."""
+    def _absolute_sql(day: str, *, with_row: bool = False) -> str:
+        """A SELECT of a delta-layout day as ``(series_id, ts, value)`` in stored order, in SQL
+        (``with_row``: and the stored row number ``r``)."""
         return (
             f"SELECT s.series_id, (b.first_ts + sum(s.dt) OVER w - first_value(s.dt) OVER w)::BIGINT AS ts, "
-            f"s.value FROM (SELECT *, rowid AS r FROM samples_{day}) s "
+            f"s.value{', s.r' if with_row else ''} FROM (SELECT *, rowid AS r FROM samples_{day}) s "
             f"JOIN tsbase_{day} b ON b.series_id = s.series_id AND b.hour = s.hour "
             "WINDOW w AS (PARTITION BY s.series_id, s.hour ORDER BY s.r ROWS BETWEEN UNBOUNDED PRECEDING "
             "AND CURRENT ROW) ORDER BY s.r"
@@ -670,9 +841,14 @@ class DuckDBStore:
             )
 
     def partitions(self) -> list[str]:
+        """The sealed days' tables in the main file (unsealed days are stages in the head file)."""
         rows = (
             self.cursor()
-            .execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'samples_%' ORDER BY 1")
+            .execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND table_name LIKE 'samples_%' "
+                "ORDER BY 1",
+                [self._main_db],
+            )
             .fetchall()
         )
         return [r[0] for r in rows if _PART_RE.match(r[0])]
@@ -720,8 +896,10 @@ class DuckDBStore:
         return self.index.keys[sid]
 
     def _sample_sources(self, start_ms: int, end_ms: int) -> list[str]:
+        """Tables to read, oldest writes first: sealed days, unsealed days' stages, the head (a view)."""
         lo, hi = _day_of(start_ms), _day_of(end_ms)
-        return [t for t in self.partitions() if lo <= t[8:] <= hi] + ["samples_head"]
+        stages = [_head.stage(d) for d in _head.stage_days(self._con.cursor()) if lo <= d <= hi]
+        return [t for t in self.partitions() if lo <= t[8:] <= hi] + stages + ["samples_head"]
 
     def select(
         self, matchers: Sequence[Matcher], start_ms: int, end_ms: int, *, limit_samples: int | None = None
@@ -1025,25 +1203,32 @@ class DuckDBStore:
         cur = self.cursor()
         head = cur.execute("SELECT count(*) FROM samples_head").fetchone()
         parts = self.partitions()
+        stages = _head.stage_days(cur)
         stored = 0
-        for t in parts:
+        for t in [*parts, *(_head.stage(d) for d in stages)]:
             r = cur.execute(f"SELECT count(*) FROM {t}").fetchone()
             stored += r[0] if r else 0
+        main_bytes, head_bytes = _size(self.path), _size(self.head_path)
         return {
             "series": len(self.index),
             "head_samples": head[0] if head else 0,
             "compacted_samples": stored,
             "partitions": parts,
-            "file_bytes": self.path.stat().st_size if self.path.exists() else 0,
+            "staged_days": stages,
+            "file_bytes": main_bytes + head_bytes,  # what the data directory takes, both files
+            "main_file_bytes": main_bytes,
+            "head_file_bytes": head_bytes,
             "used_bytes": self._used_bytes(cur),
-            "wal_bytes": _size(self.path.with_name(self.path.name + ".wal")),
+            "wal_bytes": sum(_size(p.with_name(p.name + ".wal")) for p in (self.path, self.head_path)),
         }
 
-    @staticmethod
-    def _used_bytes(cur: duckdb.DuckDBPyConnection) -> int:
-        """Bytes in used blocks: the file size minus free blocks that later writes will reuse."""
-        row = cur.execute("SELECT block_size, used_blocks FROM pragma_database_size()").fetchone()
-        return int(row[0]) * int(row[1]) if row else 0
+    def _used_bytes(self, cur: duckdb.DuckDBPyConnection) -> int:
+        """Bytes in used blocks of both files: their size minus free blocks that later writes will reuse."""
+        rows = cur.execute(
+            "SELECT block_size, used_blocks FROM pragma_database_size() WHERE database_name IN (?, ?)",
+            [self._main_db, _head.HEAD],
+        ).fetchall()
+        return sum(int(b) * int(u) for b, u in rows)
 
     # ------------------------------------------------------------------ catalog
     def _catalog_write(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
