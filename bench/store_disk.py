@@ -94,6 +94,7 @@ def load(
     batch_scrapes: int,
     compact_every: int,
     sink: VictoriaSink | None = None,
+    query_recent: bool = False,
 ) -> float:
     keys = [SeriesKey.of(lab["__name__"], lab) for lab in fleet.series_labels()]
     n = fleet.n_series
@@ -123,6 +124,8 @@ def load(
                     f"  {hi * _fleet.STEP_MS / 3_600_000:.0f} h loaded, {time.perf_counter() - t0:,.0f} s",
                     flush=True,
                 )
+        if query_recent:
+            recent_reads(store, fleet.start_ms + (scrapes - 1) * _fleet.STEP_MS)
         a = time.perf_counter()
         _compact(store, force=True)
     finally:
@@ -133,6 +136,25 @@ def load(
 
 
 LOAD_TIMES: dict[str, float] = {}
+
+
+def recent_reads(store: DuckDBStore, newest_ms: int) -> None:
+    """Time ``read_arrays`` of every series over the newest 15 min / 1 h / 6 h, before the final compaction
+    (recent data is then in the head and the open day's slices, as on a live server). Median of 5."""
+    ids = np.arange(len(store.index), dtype=np.int64)
+    st = store.stats()
+    print(f"  recent reads ({len(ids):,} series; head {st['head_samples']:,} samples, "
+          f"open day {st['compacted_samples']:,} compacted):")  # fmt: skip
+    for label, span in (("15 min", 900_000), ("1 h", 3_600_000), ("6 h", 6 * 3_600_000)):
+        times, n = [], 0
+        for _ in range(5):
+            t = time.perf_counter()
+            c = time.process_time()
+            n = len(store.read_arrays(ids, newest_ms - span, newest_ms)[0])
+            times.append((time.perf_counter() - t, time.process_time() - c))
+        wall = sorted(x[0] for x in times)[2]
+        cpu = sorted(x[1] for x in times)[2]
+        print(f"    last {label:<6}: {n:>11,} samples, {wall * 1000:8.1f} ms wall, {cpu * 1000:8.1f} ms CPU (median of 5)")
 
 
 def _compact(store: DuckDBStore, *, force: bool) -> None:
@@ -250,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="keep the store here (default: a temp dir, removed)")
     ap.add_argument("--no-alternatives", action="store_true")
     ap.add_argument(
+        "--query-recent", action="store_true", help="time reads of the newest 15 min/1 h/6 h before the final compaction"
+    )
+    ap.add_argument(
         "--no-vm", action="store_true", help="skip VictoriaMetrics (by default the same samples go into one too)"
     )
     args = ap.parse_args(argv)
@@ -265,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         batch_min = min(args.batch_min, args.compact_every_min) if args.compact_every_min else args.batch_min
         sink = VictoriaSink(fleet) if not args.no_vm and _peers.have(_peers.VM_BIN) else None
         try:
-            secs = load(data, fleet, scrapes, batch_min * per_min, args.compact_every_min * per_min, sink)
+            secs = load(
+                data, fleet, scrapes, batch_min * per_min, args.compact_every_min * per_min, sink, args.query_recent
+            )
             vm = sink.finish(fleet.start_ms + (scrapes - 1) * _fleet.STEP_MS, scrapes * 10 + 10) if sink else None
         finally:
             if sink:

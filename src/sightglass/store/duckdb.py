@@ -898,7 +898,11 @@ class DuckDBStore:
     def _sample_sources(self, start_ms: int, end_ms: int) -> list[str]:
         """Tables to read, oldest writes first: sealed days, unsealed days' stages, the head (a view)."""
         lo, hi = _day_of(start_ms), _day_of(end_ms)
-        stages = [_head.stage(d) for d in _head.stage_days(self._con.cursor()) if lo <= d <= hi]
+        cur = self.cursor()
+        try:
+            stages = [_head.stage(d) for d in _head.stage_days(cur) if lo <= d <= hi]
+        finally:
+            cur.close()
         return [t for t in self.partitions() if lo <= t[8:] <= hi] + stages + ["samples_head"]
 
     def select(
