@@ -555,9 +555,8 @@ class DuckDBStore:
             # a big head of only recent data cannot move yet: let it double before trying again
             self._size_trigger = self.options.head_max_rows if moved else 2 * max(self._head_rows, 1)
             self._apply_retention(cur)
-            if self._shrink_due:
+            if self._shrink_due and _head.shrink(cur):
                 self._shrink_due = False
-                _head.shrink(cur)
         except Exception:
             log.exception("compaction failed; will retry")
 
@@ -570,9 +569,12 @@ class DuckDBStore:
             cur = self._con.cursor()
             moved = self._compact(cur, force=force)
             self._apply_retention(cur)
-            cur.execute("CHECKPOINT")
-            _head.shrink(cur)
-            self._shrink_due = False
+            try:
+                cur.execute("CHECKPOINT")
+            except duckdb.TransactionException as e:  # another transaction is open: DuckDB checkpoints later
+                log.info("compact: %s", e)
+            if (self._shrink_due or force) and _head.shrink(cur):
+                self._shrink_due = False
             return moved
 
     def _compact(self, cur: duckdb.DuckDBPyConnection, *, force: bool) -> int:

@@ -131,19 +131,21 @@ def block_usage(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
 
-def shrink(cur: duckdb.DuckDBPyConnection, *, min_free_bytes: int = 8 << 20) -> bool:
+def shrink(cur: duckdb.DuckDBPyConnection, *, min_free_bytes: int = 1 << 20) -> bool:
     """Give the head file's free space back to the file system, when there is enough of it.
 
     DuckDB allocates the lowest free block first and truncates the file when its last blocks are
     free. So: CHECKPOINT (blocks freed by drops become free), copy each head table (small after a
     seal) into a new table of the same name, which lands in the lowest blocks, CHECKPOINT again.
     One head transaction: a crash leaves either the old tables or the new ones. Rows keep their
-    order (insertion order is preserved), which reads rely on for last-write-wins.
+    order (insertion order is preserved), which reads rely on for last-write-wins. Returns False
+    when DuckDB refused the CHECKPOINT (another write transaction open): try again later.
     """
-    cur.execute(f"CHECKPOINT {HEAD}")
+    if not _checkpoint(cur):
+        return False
     size, used, free = block_usage(cur)
     if free * size < min_free_bytes or free < used:
-        return False
+        return True  # nothing worth giving back
     cur.execute("BEGIN")
     try:
         for t in tables(cur):
@@ -154,5 +156,14 @@ def shrink(cur: duckdb.DuckDBPyConnection, *, min_free_bytes: int = 8 << 20) -> 
     except BaseException:
         cur.execute("ROLLBACK")
         raise
-    cur.execute(f"CHECKPOINT {HEAD}")
+    _checkpoint(cur)  # if refused now, a later CHECKPOINT truncates the file
+    return True
+
+
+def _checkpoint(cur: duckdb.DuckDBPyConnection) -> bool:
+    """CHECKPOINT the head file; False while DuckDB refuses (another write transaction is open)."""
+    try:
+        cur.execute(f"CHECKPOINT {HEAD}")
+    except duckdb.TransactionException:
+        return False
     return True
