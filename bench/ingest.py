@@ -278,7 +278,7 @@ def run_path(name: str, bodies: list[list[bytes]], fleet: _fleet.Fleet, args: ar
             spies: list[subprocess.Popen[bytes]] = []
 
             def start_profiler(srv: _peers.Server = srv, r: int = r, spies: list[Any] = spies) -> None:
-                spy = _start_profiler(srv, name, r, args.profile) if engine == "sightglass" else None
+                spy = _start_profiler(srv, name, r, args.profile, not args.profile_all) if engine == "sightglass" else None
                 if spy is not None:
                     spies.append(spy)
 
@@ -315,7 +315,7 @@ def run_path(name: str, bodies: list[list[bytes]], fleet: _fleet.Fleet, args: ar
 
 
 def _start_profiler(
-    srv: _peers.Server, name: str, r: int, out_dir: str | None
+    srv: _peers.Server, name: str, r: int, out_dir: str | None, gil: bool = True
 ) -> subprocess.Popen[bytes] | None:
     """``py-spy record`` of the server (and its worker processes) in the steady phase, if asked."""
     if not out_dir:
@@ -326,8 +326,8 @@ def _start_profiler(
         return None
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     out = Path(out_dir) / f"{name}-round{r + 1}.txt"
-    argv = [exe, "record", "--pid", str(srv.pid), "--subprocesses", "--format", "raw", "--rate", "200", "--gil",
-            "--output", str(out)]  # fmt: skip
+    argv = [exe, "record", "--pid", str(srv.pid), "--subprocesses", "--format", "raw", "--rate", "200",
+            *(["--gil"] if gil else []), "--output", str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # py-spy attaches before the first request
     print(f"  (profiling {name} into {out})", flush=True)
@@ -466,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile", metavar="DIR", default=None,
         help="record the Sightglass server's steady phase with py-spy --gil (collapsed stacks per path and round)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--profile-all", action="store_true",
+        help="with --profile: sample every thread that is on a CPU (DuckDB's threads too), not only the GIL holder",
     )  # fmt: skip
     ap.add_argument("--start-ms", type=int, default=None, help="first timestamp [a UTC hour 2-3 h ago]")
     args = ap.parse_args(argv)
