@@ -278,7 +278,11 @@ def run_path(name: str, bodies: list[list[bytes]], fleet: _fleet.Fleet, args: ar
             spies: list[subprocess.Popen[bytes]] = []
 
             def start_profiler(srv: _peers.Server = srv, r: int = r, spies: list[Any] = spies) -> None:
-                spy = _start_profiler(srv, name, r, args.profile, not args.profile_all) if engine == "sightglass" else None
+                spy = (
+                    _start_profiler(srv, name, r, args.profile, not args.profile_all)
+                    if engine == "sightglass"
+                    else None
+                )
                 if spy is not None:
                     spies.append(spy)
 

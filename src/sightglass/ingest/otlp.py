@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
 from sightglass.ingest.limits import BadRequest, UnsupportedMediaType
 from sightglass.ingest.otlp_json import to_kwargs
-from sightglass.ingest.protowire import BYTES, MESSAGE, REPEATED, add_message, describe_decode_error
+from sightglass.ingest.protowire import BYTES, ENUM, MESSAGE, REPEATED, add_message, describe_decode_error
 from sightglass.ingest.varint import encode_varint
 from sightglass.model import (
     ExpHistogramPoint,
@@ -285,45 +287,67 @@ def _clean_unit(word: str) -> str:
 
 # ---------------------------------------------------------------------- metrics
 def _raw_classes() -> tuple[Any, Any]:
-    """Views of ``ExportMetricsServiceRequest`` down to gauge/sum points, which stay raw bytes.
+    """Views of ``ExportMetricsServiceRequest`` in which gauge/sum points stay raw bytes.
 
-    ``RawPoints`` (``{repeated bytes data_points = 1}``) reads a Gauge or a Sum; ``RawRequest`` reads
-    a whole request (resource_metrics → scope_metrics → metrics → gauge | sum, a oneof as in OTLP);
-    every other field is skipped.
+    ``RawPoints`` (``{repeated bytes data_points = 1}``) reads a Gauge or a Sum. ``RawRequest`` is the
+    request's own schema, generated from the ``opentelemetry-proto`` descriptors, down through
+    resource → scope → metric → gauge | sum, with every message field off that path (a data point,
+    an attribute ``KeyValue``, a histogram, metric metadata, an entity ref) declared as ``bytes``.
+    Every field of the path keeps its number, type and oneof (strings stay UTF-8-checked; enums read
+    as ``int32``), so the C parser accepts exactly the wire structure the full parser accepts on the
+    path, merges repeated sub-messages the same way, and leaves the same unknown fields.
     """
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import Gauge, Metric, ResourceMetrics, ScopeMetrics, Sum
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
     pool = descriptor_pool.DescriptorPool()
     fdp = descriptor_pb2.FileDescriptorProto(
         name="sightglass/otlp_raw.proto", package="sightglass", syntax="proto3"
     )
     add_message(fdp, "RawPoints", [("data_points", 1, BYTES, REPEATED, None, None)])
-    add_message(
-        fdp,
-        "RawMetric",
-        [
-            ("gauge", 5, MESSAGE, None, ".sightglass.RawPoints", 0),
-            ("sum", 7, MESSAGE, None, ".sightglass.RawPoints", 0),
-        ],
-        oneofs=("data",),
-    )
-    add_message(fdp, "RawScopeMetrics", [("metrics", 2, MESSAGE, REPEATED, ".sightglass.RawMetric", None)])
-    add_message(
-        fdp,
-        "RawResourceMetrics",
-        [("scope_metrics", 2, MESSAGE, REPEATED, ".sightglass.RawScopeMetrics", None)],
-    )
-    add_message(
-        fdp,
-        "RawRequest",
-        [("resource_metrics", 1, MESSAGE, REPEATED, ".sightglass.RawResourceMetrics", None)],
-    )
+    path = {
+        d.full_name: "Raw" + d.name
+        for d in (
+            ExportMetricsServiceRequest.DESCRIPTOR, ResourceMetrics.DESCRIPTOR, Resource.DESCRIPTOR,
+            ScopeMetrics.DESCRIPTOR, InstrumentationScope.DESCRIPTOR, Metric.DESCRIPTOR, Gauge.DESCRIPTOR,
+            Sum.DESCRIPTOR,
+        )
+    }  # fmt: skip
+    for d in (
+        ExportMetricsServiceRequest.DESCRIPTOR, ResourceMetrics.DESCRIPTOR, Resource.DESCRIPTOR,
+        ScopeMetrics.DESCRIPTOR, InstrumentationScope.DESCRIPTOR, Metric.DESCRIPTOR, Gauge.DESCRIPTOR,
+        Sum.DESCRIPTOR,
+    ):  # fmt: skip
+        msg = descriptor_pb2.DescriptorProto()
+        d.CopyToProto(msg)
+        msg.name = path[d.full_name]
+        del msg.nested_type[:], msg.enum_type[:], msg.reserved_range[:], msg.reserved_name[:]
+        msg.ClearField("options")
+        for f in msg.field:
+            f.ClearField("json_name")
+            f.ClearField("options")
+            if f.type == MESSAGE:
+                target = f.type_name.lstrip(".")
+                if target in path:
+                    f.type_name = ".sightglass." + path[target]
+                else:
+                    f.type = BYTES
+                    f.ClearField("type_name")
+            elif f.type == ENUM:
+                f.type = descriptor_pb2.FieldDescriptorProto.TYPE_INT32
+                f.ClearField("type_name")
+        fdp.message_type.add().CopyFrom(msg)
     pool.Add(fdp)
     get = message_factory.GetMessageClass
     return get(pool.FindMessageTypeByName("sightglass.RawPoints")), get(
-        pool.FindMessageTypeByName("sightglass.RawRequest")
+        pool.FindMessageTypeByName("sightglass.RawExportMetricsServiceRequest")
     )
 
 
 _RawPoints, _RawRequest = _raw_classes()
+_START_BYTE = b"\x11"
+_ATTR_SLICES = {0: slice(18, None), 9: slice(27, None)}  # a plain point's attribute bytes, by offset
 # NumberDataPoint tags: start_time_unix_nano (2, fixed64), time_unix_nano (3, fixed64),
 # as_double (4, double), as_int (6, sfixed64)
 _START_TAG, _TIME_TAG, _DOUBLE_TAG, _INT_TAG = 0x11, 0x19, 0x21, 0x31
@@ -472,6 +496,161 @@ class MetricsDecoder:
         self._names: dict[tuple[str, str, str, bool], str] = {}
         self._metric_md: dict[tuple[str, str, str, str, bool, bool], MetricMetadata] = {}
         self._stored_metadata: dict[str, MetricMetadata] = {}
+        # body-only path: resource attribute bytes -> (labels, target_info attributes), and the scope
+        # attribute bytes, both learned from requests the full parser read
+        self._raw_resources: dict[tuple[bytes, ...], tuple[Labels, tuple[tuple[str, str], ...]]] = {}
+        self._raw_scopes: set[tuple[bytes, ...]] = set()
+
+    def decode_body(self, body: bytes) -> MetricsResult | None:
+        """Decode a protobuf body without the full parse, when it is all steady gauge/sum points.
+
+        The body is read by ``RawRequest`` (C; the request's own schema with points and attributes
+        kept as bytes, so its wire structure, strings and unknown fields are checked as the full
+        parser checks them). It is taken here only when every resource's and scope's attribute
+        bytes were read by the full parser before (:meth:`decode` learns them), every metric is a
+        gauge or sum without metadata, and every point is "[start time] time value <attribute
+        bytes>" with attribute bytes the full parser read as exactly those attributes (see
+        :meth:`_numbers_fast`). The points' keys are looked up per metric by C-level ``map``; their
+        layout, times and values are then checked and read by numpy for the whole request. Anything
+        else returns ``None`` and the caller runs the full parse and :meth:`decode`, which reads,
+        rejects and words errors exactly as before. The result equals :meth:`decode`'s.
+        """
+        if len(self._canon) >= self.cache_size or len(self._resources) >= 100_000:
+            return None  # decode() evicts first
+        try:
+            rms = _RawRequest.FromString(body).resource_metrics
+        except (DecodeError, RuntimeError, ValueError):
+            return None
+        raw_resources, raw_scopes, metric_md, fast = (
+            self._raw_resources,
+            self._raw_scopes,
+            self._metric_md,
+            self._fast,
+        )
+        metadata: dict[str, MetricMetadata] = {}
+        keys: list[Any] = []  # a SeriesKey per point
+        dps_all: list[bytes] = []
+        offs: list[int] = []  # per metric: 9 when its points start with a start time, else 0
+        counts: list[int] = []  # points per metric
+        resources: list[tuple[Labels, tuple[tuple[str, str], ...], int]] = []  # (base, info, end point)
+        getitem = operator.getitem
+        for rm in rms:
+            r = rm.resource
+            if r.entity_refs:
+                return None
+            found = raw_resources.get(tuple(r.attributes))
+            if found is None:
+                return None
+            base, info = found
+            for sm in rm.scope_metrics:
+                sa = sm.scope.attributes
+                if sa and tuple(sa) not in raw_scopes:
+                    return None
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind == "gauge":
+                        data = m.gauge
+                        mk = (m.name, m.unit, m.description, kind, False, False)
+                    elif kind == "sum":
+                        data = m.sum
+                        mono = data.is_monotonic
+                        mk = (
+                            m.name,
+                            m.unit,
+                            m.description,
+                            kind,
+                            mono,
+                            data.aggregation_temporality == DELTA,
+                        )
+                    else:
+                        return None
+                    if m.metadata:
+                        return None
+                    md = metric_md.get(mk)
+                    if md is None:
+                        return None
+                    name = md.metric
+                    if name == "target_info":
+                        return None
+                    metadata[name] = md
+                    dps = list(data.data_points)
+                    if not dps:
+                        continue
+                    cache = fast.get((name, base))
+                    if cache is None:
+                        return None
+                    off = 9 if dps[0][:1] == _START_BYTE else 0
+                    got = list(map(cache.get, map(getitem, dps, repeat(_ATTR_SLICES[off]))))  # type: ignore[arg-type]
+                    if None in got:
+                        return None
+                    keys += got
+                    dps_all += dps
+                    offs.append(off)
+                    counts.append(len(got))
+            resources.append((base, info, len(keys)))
+        n = len(keys)
+        now = self._now_ms()
+        res = MetricsResult(SampleBatch(), points=n)
+        if n:
+            lens = np.fromiter(map(len, dps_all), dtype=np.int64, count=n)
+            blob = np.frombuffer(b"".join(dps_all), dtype=np.uint8)
+            if len(blob) < 18:
+                return None
+            offset = np.repeat(np.asarray(offs, dtype=np.int64), counts)
+            starts = np.zeros(n, dtype=np.int64)
+            np.cumsum(lens[:-1], out=starts[1:])
+            ok = lens >= offset + 18
+            last = len(blob) - 1
+            head = np.minimum(starts + offset, last)
+            ok &= (blob[head] == _TIME_TAG) & ((offset == 0) | (blob[np.minimum(starts, last)] == _START_TAG))
+            # each point's 17 bytes after the time tag, gathered through a sliding view of the blob
+            window = np.lib.stride_tricks.as_strided(blob, shape=(len(blob) - 16, 17), strides=(1, 1))
+            mat = window[np.minimum(head + 1, len(blob) - 17)]
+            tag = mat[:, 8]
+            ok &= (tag == _DOUBLE_TAG) | (tag == _INT_TAG)
+            if not ok.all():
+                return None
+            t = (mat[:, 0:8].copy().view("<u8").reshape(n) // np.uint64(1_000_000)).astype(np.int64)
+            t[t == 0] = now
+            raw = mat[:, 9:17].copy()
+            vals = np.where(
+                tag == _INT_TAG, raw.view("<i8").reshape(n).astype(np.float64), raw.view("<f8").reshape(n)
+            )
+            ids = np.fromiter(map(id, keys), dtype=np.int64, count=n)
+            _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+            series = [keys[i] for i in first.tolist()]
+            index = inverse.astype(np.int64, copy=False).reshape(n)
+        else:
+            t = np.empty(0, dtype=np.int64)
+            vals = np.empty(0, dtype=np.float64)
+            series, index = [], np.empty(0, dtype=np.int64)
+        # target_info: one sample per resource with attributes and points, at its latest time
+        acc = _Acc(self.canonical)
+        begin = 0
+        for base, info, end in resources:
+            if info and end > begin:
+                latest = int(t[begin:end].max())
+                try:
+                    labels = self._labels_for(base, info)
+                except _Rejected as e:
+                    res.rejected += 1
+                    res.errors.append(f"target_info: {e}")
+                else:
+                    acc.add("target_info", labels, latest, 1.0)
+                    metadata.setdefault(
+                        "target_info", MetricMetadata("target_info", MetricType.GAUGE, "Target metadata")
+                    )
+            begin = end
+        known = self._stored_metadata
+        k = len(series)
+        res.batch = SampleBatch(
+            series=series + acc.series,
+            series_index=np.concatenate([index, np.asarray(acc.idx, dtype=np.int64) + k]),
+            ts_ms=np.concatenate([t, np.asarray(acc.ts, dtype=np.int64)]),
+            values=np.concatenate([vals, np.asarray(acc.vals, dtype=np.float64)]),
+            metadata={k2: v for k2, v in metadata.items() if known.get(k2) != v},
+        )
+        return res
 
     def decode(self, req: Any, body: bytes | None = None) -> MetricsResult:
         """Decode a parsed request; ``body``, the protobuf it was parsed from, lets gauges and sums
@@ -490,9 +669,22 @@ class MetricsDecoder:
         for ri, rm in enumerate(req.resource_metrics):
             base, info = self._resource(rm.resource)
             latest = 0
-            raw_sms = _same_len(raw_rms[ri].scope_metrics, rm.scope_metrics) if raw_rms is not None else None
+            raw_sms = None
+            if raw_rms is not None:
+                raw_rm = raw_rms[ri]
+                raw_sms = _same_len(raw_rm.scope_metrics, rm.scope_metrics)
+                # the same wire bytes the full parser just read as this resource: learn them
+                if len(self._raw_resources) >= 100_000:
+                    self._raw_resources.clear()
+                self._raw_resources[tuple(raw_rm.resource.attributes)] = (base, info)
             for si, sm in enumerate(rm.scope_metrics):
                 raw_ms = _same_len(raw_sms[si].metrics, sm.metrics) if raw_sms is not None else None
+                if raw_sms is not None and raw_ms is not None:
+                    sa = raw_sms[si].scope.attributes
+                    if sa:
+                        if len(self._raw_scopes) >= 10_000:
+                            self._raw_scopes.clear()
+                        self._raw_scopes.add(tuple(sa))
                 for mi, m in enumerate(sm.metrics):
                     try:
                         raw_m = raw_ms[mi] if raw_ms is not None else None
