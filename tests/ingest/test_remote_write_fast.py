@@ -126,8 +126,6 @@ def test_cache_is_bounded() -> None:
         assert len(d._keys) <= 20
 
 
-
-
 _value = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.just(0.0), st.just(-0.0), st.just(STALE_NAN)
 )
@@ -159,3 +157,47 @@ def test_fast_path_equals_the_full_decoder(
         assert _rows(got.batch) == want
         assert got.samples == len(want)
     assert np.all(np.diff(np.sort(got.batch.series_index)) >= 0)
+
+
+def test_a_steady_request_is_read_whole_by_numpy_with_zero_and_other_values_mixed() -> None:
+    d = RemoteWriteDecoder()
+    d.decode(_dcgm(1_790_000_000_000, 1.0))
+    values = [0.0, 2.5, -0.0, 0.0, STALE_NAN, math.inf, 0.0, 7.0]
+    body = encode_write_request(
+        [
+            ({"__name__": "DCGM_FI_DEV_GPU_UTIL", "gpu": str(g), "Hostname": "n1"}, [(1_790_000_010_000, v)])
+            for g, v in enumerate(values)
+        ]
+    )
+    raw = [bytes(t.SerializeToString()) for t in WriteRequest.FromString(body).timeseries]
+    assert sorted({len(r) - len(raw[1]) for r in raw}) == [-9, 0]  # both Sample sizes are present
+    assert d._steady(raw) is not None
+    got = d.decode(body)
+    assert _rows(got.batch) == _rows(_full(body)) and got.samples == 8
+
+
+def test_the_same_series_twice_in_a_steady_request_keeps_wire_order() -> None:
+    d = RemoteWriteDecoder()
+    labels = {"__name__": "up", "job": "a"}
+    d.decode(encode_write_request([(labels, [(1_790_000_000_000, 1.0)])]))
+    body = encode_write_request([(labels, [(1_790_000_010_000, 1.0)]), (labels, [(1_790_000_010_000, 2.0)])])
+    got = d.decode(body).batch
+    assert got.values.tolist() == [1.0, 2.0] and got.series_index.tolist() == [0, 0]
+
+
+def test_a_known_series_next_to_a_short_or_unknown_one_takes_the_loop() -> None:
+    d = RemoteWriteDecoder()
+    known = encode_write_request([({"__name__": "up", "job": "a"}, [(1_790_000_000_000, 1.0)])])
+    d.decode(known)
+    for other in (
+        encode_write_request([({"__name__": "new", "job": "a"}, [(1_790_000_010_000, 1.0)])]),
+        encode_write_request([({"__name__": "up", "job": "a"}, [(1, 1.0), (2, 2.0)])]),
+    ):
+        body = known + other
+        assert (
+            d._steady([bytes(t.SerializeToString()) for t in WriteRequest.FromString(body).timeseries])
+            is None
+        )
+        assert _rows(d.decode(body).batch) == _rows(_full(body))
+    with pytest.raises(BadRequest, match="has no __name__ label"):  # an empty TimeSeries
+        d.decode(known + b"\x0a\x00")
