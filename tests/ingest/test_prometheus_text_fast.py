@@ -87,3 +87,66 @@ def test_hot_path_equals_a_fresh_parser(lines: list[tuple[str, str, str | None]]
     p.parse(body, default_ts_ms=7)
     got = p.parse(body, default_ts_ms=7)  # the series are known now
     assert _rows(got.batch) == _rows(want.batch)
+
+
+def _learned(ts: int | None) -> TextParser:
+    p = TextParser()
+    p.parse(_body(100, ts), default_ts_ms=5)
+    assert p._templates  # the body's line order was remembered
+    return p
+
+
+@pytest.mark.parametrize("ts", [1_790_000_000_000, None])
+def test_a_body_in_the_same_order_is_read_without_the_line_loop(ts: int | None) -> None:
+    p = _learned(ts)
+    body = _body(100, None if ts is None else ts + 10_000, 7)
+    assert p._same_as_before(body.split("\n")) is not None
+    got = p.parse(body, default_ts_ms=6)
+    assert _rows(got.batch) == _rows(TextParser().parse(body, default_ts_ms=6).batch)
+    assert got.samples == 100 and got.new_series == 0
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b: b.replace("} 8 17", "}\t8 17"),  # other whitespace
+        lambda b: b.replace("} 8 17", "} 8  17"),
+        lambda b: b.replace("} 8 17", "} 8 17 # {a=\"b\"} 1"),  # an exemplar-like tail
+        lambda b: b.replace("} 8 17", "} 8"),  # one line without a timestamp
+        lambda b: b.replace("} 8 17", "} 8 17\r"),
+        lambda b: "\n".join(reversed(b.rstrip("\n").split("\n"))) + "\n",  # another order
+        lambda b: "# TYPE gpu_util gauge\n" + b,
+        lambda b: b + "\n\n",
+        lambda b: b.replace('gpu="7",host="h x"} 8', 'gpu="7",host="h x",z="1"} 8'),  # a new series
+        lambda b: b.replace("} 8 17", "} 8 -17"),
+        lambda b: b.replace("} 8 17", "} 0x8 17"),
+    ],
+)
+def test_anything_else_is_read_as_a_fresh_parser_reads_it(edit: object) -> None:
+    p = _learned(1)
+    body = edit(_body(100, 17))  # type: ignore[operator]
+    try:
+        want = TextParser().parse(body, default_ts_ms=6)
+    except ParseError as e:
+        with pytest.raises(ParseError) as info:
+            p.parse(body, default_ts_ms=6)
+        assert str(info.value) == str(e)
+        return
+    got = p.parse(body, default_ts_ms=6)
+    assert _rows(got.batch) == _rows(want.batch)
+    assert got.batch.metadata == want.batch.metadata
+
+
+def test_errors_are_the_same_on_the_template_path() -> None:
+    p = _learned(1)
+    for bad, match in (
+        (_body(100, 2).replace("} 50 2", "} fifty 2"), "invalid value 'fifty'"),
+        (_body(100, 2).replace("} 3 2", "} 3 2.5"), "invalid timestamp"),
+        (_body(100, 2).replace("} 3 2", "} 3 x"), "invalid timestamp"),
+    ):
+        assert p._same_as_before(bad.split("\n")) is not None
+        with pytest.raises(ParseError, match=match) as info:
+            p.parse(bad)
+        with pytest.raises(ParseError) as fresh:
+            TextParser().parse(bad)
+        assert str(info.value) == str(fresh.value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -163,6 +164,9 @@ class TextParser:
         self.limits = limits or ParserLimits()
         self._cache: dict[str, int] = {}
         self._keys: list[SeriesKey] = []
+        self._texts: dict[int, str] = {}  # series number -> its cached series text
+        # bodies seen before, by their first line's series text: (series texts + " ", slices, numbers)
+        self._templates: dict[str, tuple[list[str], list[slice], list[int]]] = {}
 
     @property
     def keys(self) -> list[SeriesKey]:
@@ -200,7 +204,11 @@ class TextParser:
         ts_mode = False
         lineno = first_line - 1
         lines = text.split("\n")
-        for line in lines:
+        same = None if openmetrics else self._same_as_before(lines)
+        if same is not None:
+            idx, vals, tss = same
+            ts_pos = list(range(len(tss)))
+        for line in lines if same is None else ():
             lineno += 1
             if not line:
                 continue
@@ -265,6 +273,8 @@ class TextParser:
                 ts_pos.append(len(idx) - 1)
                 ts_mode = True
         n = len(idx)
+        if same is None and n >= _TEMPLATE_MIN_LINES and not openmetrics and not families and not metadata:
+            self._learn_template(lines, idx)
         try:
             values = (
                 np.array(list(map(float, vals)), dtype=np.float64) if n else np.empty(0, dtype=np.float64)
@@ -333,6 +343,57 @@ class TextParser:
             series_numbers=uniq,
         )
 
+    def _same_as_before(self, lines: list[str]) -> tuple[list[int], list[str], list[str]] | None:
+        """(series numbers, values, timestamps) of a body whose lines start as a learned body's did.
+
+        A sender (a scrape target, an agent pushing its shard) sends the same series in the same
+        order each interval. When every line starts with the series text the learned body had at
+        that line, followed by a space (a C-level ``startswith`` per line: no new string, no hash),
+        and every rest is exactly "<value> <timestamp>" (or exactly "<value>" on every line) made of
+        the characters numbers use, the lines are what the loop's hot paths read the same way. Any
+        other body (another order, comments, blank lines, other whitespace) returns ``None`` and the
+        loop parses it.
+        """
+        if lines and not lines[-1]:
+            lines = lines[:-1]
+        if not lines or not self._templates:
+            return None
+        first = lines[0]
+        tpl = self._templates.get(first.rsplit(" ", 2)[0]) or self._templates.get(first.rpartition(" ")[0])
+        if tpl is None:
+            return None
+        prefixes, cuts, sids = tpl
+        if len(prefixes) != len(lines) or not all(map(str.startswith, lines, prefixes)):
+            return None
+        rests = list(map(str.__getitem__, lines, cuts))
+        if _REST_CHARS.fullmatch("\n".join(rests)) is None:
+            return None
+        spaces = set(map(str.count, rests, repeat(" ")))
+        if spaces == {1}:
+            tokens = " ".join(rests).split(" ")
+            if "" in tokens:
+                return None
+            return list(sids), tokens[0::2], tokens[1::2]
+        if spaces == {0} and "" not in rests:
+            return list(sids), rests, []
+        return None
+
+    def _learn_template(self, lines: list[str], idx: list[int]) -> None:
+        """Remember a body the loop parsed whose every non-empty line was a sample of a cached text."""
+        body = [ln for ln in lines if ln]
+        if len(body) != len(idx):
+            return
+        texts = self._texts
+        try:
+            prefixes = [texts[i] + " " for i in idx]
+        except KeyError:
+            return
+        if not all(map(str.startswith, body, prefixes)):
+            return
+        if len(self._templates) >= _MAX_TEMPLATES:
+            self._templates.clear()
+        self._templates[prefixes[0][:-1]] = (prefixes, [slice(len(x), None) for x in prefixes], list(idx))
+
     def _new_series(self, line: str, lineno: int) -> tuple[int, str, int]:
         """Resolve a line whose series is not cached: returns (series index, rest of line, 1 if new)."""
         cache, keys, limits = self._cache, self._keys, self.limits
@@ -367,6 +428,7 @@ class TextParser:
         keys.append(key)
         if len(cache) < limits.max_series_cache:
             cache[series_text] = sid
+            self._texts[sid] = series_text
         return sid, rest, 1
 
     def _split_slow(self, line: str, lineno: int) -> tuple[str, str]:
@@ -423,6 +485,11 @@ class TextParser:
             md = MetricMetadata(name, md.type, md.help, text.strip())
         metadata[name] = md
         return False
+
+
+_TEMPLATE_MIN_LINES = 64  # smaller bodies are not worth remembering
+_MAX_TEMPLATES = 1024
+_REST_CHARS = re.compile(r"[0-9A-Za-z.+\-_ \n]*")  # what values and timestamps are made of, spaces, newlines
 
 
 def _ints(texts: list[str]) -> list[int]:
