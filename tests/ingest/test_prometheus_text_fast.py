@@ -111,7 +111,7 @@ def test_a_body_in_the_same_order_is_read_without_the_line_loop(ts: int | None) 
     [
         lambda b: b.replace("} 8 17", "}\t8 17"),  # other whitespace
         lambda b: b.replace("} 8 17", "} 8  17"),
-        lambda b: b.replace("} 8 17", "} 8 17 # {a=\"b\"} 1"),  # an exemplar-like tail
+        lambda b: b.replace("} 8 17", '} 8 17 # {a="b"} 1'),  # an exemplar-like tail
         lambda b: b.replace("} 8 17", "} 8"),  # one line without a timestamp
         lambda b: b.replace("} 8 17", "} 8 17\r"),
         lambda b: "\n".join(reversed(b.rstrip("\n").split("\n"))) + "\n",  # another order
