@@ -241,3 +241,54 @@ def test_body_path_equals_the_full_decoder(points: list[dict[str, Any]], kind: s
         got, _fast = _server(d, body)
         assert _rows(got.batch) == _rows(want.batch)
         assert (got.points, got.rejected) == (want.points, want.rejected)
+
+
+def test_a_body_equal_but_for_times_and_values_is_read_from_the_learned_places() -> None:
+    d = MetricsDecoder(now_ms=lambda: NOW)
+    first = _fleet(1_790_000_000_000, 1.0, nodes=40)
+    assert len(first) > 4096
+    _server(d, first)  # learns the series (full parse)
+    _server(d, _fleet(1_790_000_010_000, 2.0, nodes=40))  # body path: learns the places
+    assert d._body_templates
+    for k, value in ((2, 3.5), (3, float("nan")), (4, -0.0)):
+        body = _fleet(1_790_000_000_000 + 10_000 * k, value, nodes=40)
+        assert d._template_for(body) is not None
+        got, fast = _server(d, body)
+        want = _want(body)
+        assert fast and _rows(got.batch) == _rows(want.batch)
+        assert (got.points, got.rejected) == (want.points, want.rejected)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        (b"\x02n7", b"\x02x7"),  # another resource of the same size: new, so the full parse reads it
+        (b"gpu.utilization", b"gpu.utilizatioN"),  # another metric name
+    ],
+)
+def test_a_body_of_the_same_size_with_other_bytes_is_not_read_from_the_template(change: Any) -> None:
+    d = MetricsDecoder(now_ms=lambda: NOW)
+    _server(d, _fleet(1_790_000_000_000, 1.0, nodes=40))
+    _server(d, _fleet(1_790_000_010_000, 2.0, nodes=40))
+    body = _fleet(1_790_000_020_000, 3.0, nodes=40)
+    old, new = change
+    assert old in body
+    body = body.replace(old, new, 1)
+    assert d._template_for(body) is None
+    got, _ = _server(d, body)
+    assert _rows(got.batch) == _rows(_want(body).batch)
+
+
+def test_a_value_switching_between_int_and_double_is_not_read_from_the_template() -> None:
+    d = MetricsDecoder(now_ms=lambda: NOW)
+    _server(d, _fleet(1_790_000_000_000, 1.0, nodes=40))
+    _server(d, _fleet(1_790_000_010_000, 2.0, nodes=40))
+    req = ExportMetricsServiceRequest.FromString(_fleet(1_790_000_020_000, 3.0, nodes=40))
+    dp = req.resource_metrics[5].scope_metrics[0].metrics[0].gauge.data_points[2]
+    dp.as_int = 12  # same size on the wire, another tag
+    body = bytes(req.SerializeToString())
+    assert d._template_for(body) is None
+    got, _ = _server(d, body)
+    want = _want(body)
+    assert _rows(got.batch) == _rows(want.batch)
+    assert 12.0 in got.batch.values.tolist()

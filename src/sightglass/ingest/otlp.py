@@ -469,6 +469,86 @@ class _Acc:
         )
 
 
+@dataclass(slots=True)
+class _BodyTemplate:
+    """A learned body (see ``MetricsDecoder._learn_body``): its bytes with the free fields zeroed."""
+
+    fixed: np.ndarray  # the body, time and value payloads zeroed
+    free: np.ndarray  # positions of those payload bytes
+    time_at: np.ndarray  # (points, 8) positions of each point's time
+    value_at: np.ndarray  # (points, 8) positions of each point's value
+    is_int: np.ndarray  # as_int (else as_double), per point
+    series: list[SeriesKey]
+    index: np.ndarray
+    resources: list[tuple[Labels, tuple[tuple[str, str], ...], int]]
+    metadata: dict[str, MetricMetadata]
+
+
+def _varint_at(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while pos < end and shift < 64:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+    raise ValueError("bad varint")
+
+
+def _len_fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """(field number, start, end) of the length-delimited fields of one message; others skipped."""
+    out = []
+    while pos < end:
+        key, pos = _varint_at(buf, pos, end)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint_at(buf, pos, end)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            n, pos = _varint_at(buf, pos, end)
+            out.append((key >> 3, pos, pos + n))
+            pos += n
+        else:
+            raise ValueError("groups are not expected here")
+        if pos > end:
+            raise ValueError("field past the end")
+    return out
+
+
+_DATA_FIELDS = frozenset({5, 7, 9, 10, 11})  # Metric's oneof: gauge, sum, histogram, exp. histogram, summary
+
+
+def _point_spans(body: bytes) -> list[tuple[int, int]] | None:
+    """(start, length) in ``body`` of every gauge/sum data point, in wire order; None if unusual."""
+    spans: list[tuple[int, int]] = []
+    try:
+        for f1, a1, b1 in _len_fields(body, 0, len(body)):
+            if f1 != 1:
+                continue
+            for f2, a2, b2 in _len_fields(body, a1, b1):  # ResourceMetrics
+                if f2 != 2:
+                    continue
+                for f3, a3, b3 in _len_fields(body, a2, b2):  # ScopeMetrics
+                    if f3 != 2:
+                        continue
+                    data = [x for x in _len_fields(body, a3, b3) if x[0] in _DATA_FIELDS]  # Metric
+                    if len(data) > 1:
+                        return None  # merged or replaced oneof members: not worth mirroring
+                    for f4, a4, b4 in data:
+                        if f4 not in (5, 7):
+                            return None
+                        for f5, a5, b5 in _len_fields(body, a4, b4):  # Gauge / Sum
+                            if f5 == 1:
+                                spans.append((a5, b5 - a5))
+    except (ValueError, IndexError):
+        return None
+    return spans
+
+
 class MetricsDecoder:
     """Turns ``ExportMetricsServiceRequest`` messages into :class:`SampleBatch` objects.
 
@@ -500,6 +580,7 @@ class MetricsDecoder:
         # attribute bytes, both learned from requests the full parser read
         self._raw_resources: dict[tuple[bytes, ...], tuple[Labels, tuple[tuple[str, str], ...]]] = {}
         self._raw_scopes: set[tuple[bytes, ...]] = set()
+        self._body_templates: dict[int, list[_BodyTemplate]] = {}  # by body length
 
     def decode_body(self, body: bytes) -> MetricsResult | None:
         """Decode a protobuf body without the full parse, when it is all steady gauge/sum points.
@@ -517,6 +598,17 @@ class MetricsDecoder:
         """
         if len(self._canon) >= self.cache_size or len(self._resources) >= 100_000:
             return None  # decode() evicts first
+        tpl = self._template_for(body)
+        if tpl is not None:
+            arr = np.frombuffer(body, dtype=np.uint8)
+            t_ns = arr[tpl.time_at].copy().view("<u8").reshape(-1)
+            raw_v = arr[tpl.value_at].copy()
+            vals = np.where(
+                tpl.is_int, raw_v.view("<i8").reshape(-1).astype(np.float64), raw_v.view("<f8").reshape(-1)
+            )
+            return self._finish(
+                t_ns, vals, tpl.series, tpl.index, tpl.resources, dict(tpl.metadata), self._now_ms()
+            )
         try:
             rms = _RawRequest.FromString(body).resource_metrics
         except (DecodeError, RuntimeError, ValueError):
@@ -590,7 +682,6 @@ class MetricsDecoder:
             resources.append((base, info, len(keys)))
         n = len(keys)
         now = self._now_ms()
-        res = MetricsResult(SampleBatch(), points=n)
         if n:
             lens = np.fromiter(map(len, dps_all), dtype=np.int64, count=n)
             blob = np.frombuffer(b"".join(dps_all), dtype=np.uint8)
@@ -610,20 +701,83 @@ class MetricsDecoder:
             ok &= (tag == _DOUBLE_TAG) | (tag == _INT_TAG)
             if not ok.all():
                 return None
-            t = (mat[:, 0:8].copy().view("<u8").reshape(n) // np.uint64(1_000_000)).astype(np.int64)
-            t[t == 0] = now
+            t_ns = mat[:, 0:8].copy().view("<u8").reshape(n)
             raw = mat[:, 9:17].copy()
-            vals = np.where(
-                tag == _INT_TAG, raw.view("<i8").reshape(n).astype(np.float64), raw.view("<f8").reshape(n)
-            )
+            is_int = tag == _INT_TAG
+            vals = np.where(is_int, raw.view("<i8").reshape(n).astype(np.float64), raw.view("<f8").reshape(n))
             ids = np.fromiter(map(id, keys), dtype=np.int64, count=n)
             _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
             series = [keys[i] for i in first.tolist()]
             index = inverse.astype(np.int64, copy=False).reshape(n)
+            self._learn_body(body, dps_all, head + 1, is_int, series, index, resources, metadata)
         else:
-            t = np.empty(0, dtype=np.int64)
+            t_ns = np.empty(0, dtype=np.uint64)
             vals = np.empty(0, dtype=np.float64)
             series, index = [], np.empty(0, dtype=np.int64)
+        return self._finish(t_ns, vals, series, index, resources, metadata, now)
+
+    def _template_for(self, body: bytes) -> _BodyTemplate | None:
+        """The learned body ``body`` equals outside its points' times and values, if any."""
+        for tpl in self._body_templates.get(len(body), ()):
+            diff = np.frombuffer(body, dtype=np.uint8) != tpl.fixed
+            diff[tpl.free] = False
+            if not diff.any():
+                return tpl
+        return None
+
+    def _learn_body(
+        self,
+        body: bytes,
+        dps: list[bytes],
+        time_in_blob: np.ndarray,
+        is_int: np.ndarray,
+        series: list[SeriesKey],
+        index: np.ndarray,
+        resources: list[tuple[Labels, tuple[tuple[str, str], ...], int]],
+        metadata: dict[str, MetricMetadata],
+    ) -> None:
+        """Remember where this body's point times and values are, for a body equal to it but them.
+
+        A sender repeating its structure (an SDK exporter: same metrics, same attributes, same
+        order) sends bodies that differ only in those fixed-width fields; any bit pattern there is a
+        valid time or value, so a body equal to this one outside them parses as this one did, with
+        its own times and values. The points' places are found by walking the wire format and
+        checked against the bytes the C parser gave; anything unusual learns nothing.
+        """
+        if len(body) < 4096 or len(self._body_templates.get(len(body), ())) >= 4:
+            return
+        spans = _point_spans(body)
+        if spans is None or len(spans) != len(dps):
+            return
+        starts = np.asarray([a for a, _ in spans], dtype=np.int64)
+        if b"".join([body[a : a + n] for a, n in spans]) != b"".join(dps):
+            return
+        blob_starts = np.zeros(len(dps), dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, dps), dtype=np.int64, count=len(dps))[:-1], out=blob_starts[1:])
+        time_at = (starts + (time_in_blob - blob_starts))[:, None] + np.arange(8)
+        value_at = time_at + 9
+        fixed = np.frombuffer(body, dtype=np.uint8).copy()
+        free = np.concatenate([time_at.reshape(-1), value_at.reshape(-1)])
+        fixed[free] = 0
+        if len(self._body_templates) >= 256:
+            self._body_templates.clear()
+        tpl = _BodyTemplate(fixed, free, time_at, value_at, is_int, series, index, resources, dict(metadata))
+        self._body_templates.setdefault(len(body), []).append(tpl)
+
+    def _finish(
+        self,
+        t_ns: np.ndarray,
+        vals: np.ndarray,
+        series: list[SeriesKey],
+        index: np.ndarray,
+        resources: list[tuple[Labels, tuple[tuple[str, str], ...], int]],
+        metadata: dict[str, MetricMetadata],
+        now: int,
+    ) -> MetricsResult:
+        """The batch of the body path: points (times in ns), then a target_info sample per resource."""
+        res = MetricsResult(SampleBatch(), points=len(t_ns))
+        t = (t_ns // np.uint64(1_000_000)).astype(np.int64)
+        t[t == 0] = now
         # target_info: one sample per resource with attributes and points, at its latest time
         acc = _Acc(self.canonical)
         begin = 0
@@ -660,6 +814,7 @@ class MetricsDecoder:
             self._keys.clear()
             self._fast.clear()
             self._labels.clear()
+            self._body_templates.clear()
         if len(self._resources) >= 100_000:
             self._resources.clear()
         acc = _Acc(self.canonical)
