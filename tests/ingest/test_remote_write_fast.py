@@ -201,3 +201,44 @@ def test_a_known_series_next_to_a_short_or_unknown_one_takes_the_loop() -> None:
         assert _rows(d.decode(body).batch) == _rows(_full(body))
     with pytest.raises(BadRequest, match="has no __name__ label"):  # an empty TimeSeries
         d.decode(known + b"\x0a\x00")
+
+
+def _fleet_rw(t: int, value: float) -> bytes:
+    return encode_write_request(
+        [
+            ({"__name__": "DCGM_FI_DEV_GPU_UTIL", "gpu": str(g), "Hostname": f"n{n:02d}"}, [(t, value + g)])
+            for n in range(40)
+            for g in range(8)
+        ]
+    )
+
+
+def test_a_body_equal_but_for_its_samples_is_read_from_the_learned_places() -> None:
+    d = RemoteWriteDecoder()
+    d.decode(_fleet_rw(1_790_000_000_000, 1.0))  # learns the series
+    d.decode(_fleet_rw(1_790_000_010_000, 2.0))  # steady: learns the places
+    assert d._templates
+    for k, v in ((2, 3.5), (3, STALE_NAN), (4, -1e300)):
+        body = _fleet_rw(1_790_000_000_000 + 10_000 * k, v)
+        assert d._from_template(body) is not None
+        got = d.decode(body)
+        assert _rows(got.batch) == _rows(_full(body)) and got.samples == 320
+
+
+def test_a_body_of_the_same_size_with_other_bytes_takes_the_other_paths() -> None:
+    d = RemoteWriteDecoder()
+    d.decode(_fleet_rw(1_790_000_000_000, 1.0))
+    d.decode(_fleet_rw(1_790_000_010_000, 2.0))
+    body = _fleet_rw(1_790_000_020_000, 3.0)
+    other = body.replace(b"n07", b"n99", 1)  # a new series of the same size
+    assert len(other) == len(body) and d._from_template(other) is None
+    assert _rows(d.decode(other).batch) == _rows(_full(other))
+    # a timestamp varint whose last byte now continues: the Sample no longer ends where it did
+    cut = body.rfind(b"\x12\x10\x09") + 3 + 8 + 1 + 5
+    bad = body[:cut] + bytes([body[cut] | 0x80]) + body[cut + 1 :]
+    assert d._from_template(bad) is None
+    with pytest.raises(BadRequest) as fast:
+        d.decode(bad)
+    with pytest.raises(BadRequest) as fresh:
+        RemoteWriteDecoder().decode(bad)
+    assert str(fast.value) == str(fresh.value)
