@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import gzip
+import random
 import shutil
 import signal
 import statistics
@@ -42,6 +43,10 @@ from typing import Any
 import _fleet
 import _peers
 import _storage
+import cramjam
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from sightglass.ingest import remote_write as _rw
 
 PATHS: dict[str, tuple[str, str, str]] = {
     # name: (engine, format, url path)
@@ -217,8 +222,36 @@ def finish_sightglass(srv: _peers.Server, expected: int, report: bool) -> tuple[
 
 
 # ---------------------------------------------------------------------- bodies
-def build_bodies(fmt: str, fleet: _fleet.Fleet, scrapes: int, per_request: int, otlp_gzip: bool
-                 ) -> tuple[list[list[bytes]], float, float]:  # fmt: skip
+def _shuffled(fmt: str, bodies: list[bytes], seed: int, otlp_gzip: bool) -> list[bytes]:
+    """The same requests with their series (text lines, TimeSeries, OTLP resources) in another order."""
+    rng = random.Random(seed)
+    out = []
+    for b in bodies:
+        if fmt == "text":
+            lines = b.decode().splitlines()
+            rng.shuffle(lines)
+            out.append(("\n".join(lines) + "\n").encode())
+        elif fmt == "rw":
+            req = _rw.WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(b)))
+            ts = list(req.timeseries)
+            rng.shuffle(ts)
+            del req.timeseries[:]
+            req.timeseries.extend(ts)
+            out.append(bytes(cramjam.snappy.compress_raw(req.SerializeToString())))
+        else:
+            raw = gzip.decompress(b) if otlp_gzip else b
+            oreq = ExportMetricsServiceRequest.FromString(raw)
+            rms = list(oreq.resource_metrics)
+            rng.shuffle(rms)
+            del oreq.resource_metrics[:]
+            oreq.resource_metrics.extend(rms)
+            body = oreq.SerializeToString()
+            out.append(gzip.compress(body, 1) if otlp_gzip else body)
+    return out
+
+
+def build_bodies(fmt: str, fleet: _fleet.Fleet, scrapes: int, per_request: int, otlp_gzip: bool,
+                 shuffle: bool = False) -> tuple[list[list[bytes]], float, float]:  # fmt: skip
     """All request bodies of all scrapes for one wire format; and raw/wire bytes per sample."""
     ranges = _fleet.chunks(fleet.n_series, per_request)
     out: list[list[bytes]] = []
@@ -250,7 +283,7 @@ def build_bodies(fmt: str, fleet: _fleet.Fleet, scrapes: int, per_request: int, 
             return [gzip.compress(x, 1) for x in b] if otlp_gzip else b
 
     for s in range(scrapes):
-        out.append(make(s))
+        out.append(_shuffled(fmt, make(s), s, otlp_gzip) if shuffle else make(s))
     n = fleet.n_series * scrapes
     wire = sum(len(b) for per in out for b in per)
     return out, raw / n, wire / n
@@ -472,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         help="record the Sightglass server's steady phase with py-spy --gil (collapsed stacks per path and round)",
     )  # fmt: skip
     ap.add_argument(
+        "--shuffle", action="store_true",
+        help="send each scrape's series in another order (as a sender that batches differently each time)",
+    )  # fmt: skip
+    ap.add_argument(
         "--profile-all", action="store_true",
         help="with --profile: sample every thread that is on a CPU (DuckDB's threads too), not only the GIL holder",
     )  # fmt: skip
@@ -505,7 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         if not todo:
             continue
         t = time.perf_counter()
-        bodies, raw, wire = build_bodies(fmt, fleet, args.scrapes, args.per_request, args.otlp_gzip)
+        bodies, raw, wire = build_bodies(
+            fmt, fleet, args.scrapes, args.per_request, args.otlp_gzip, args.shuffle
+        )
         print(f"built {fmt} bodies: {sum(map(len, bodies)):,} requests, {wire:.1f} B/sample on the wire, "
               f"{time.perf_counter() - t:.1f} s (not timed)", flush=True)  # fmt: skip
         for p in todo:
