@@ -63,6 +63,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.metrics.v1.metrics_pb2 import NumberDataPoint
 
+from sightglass.ingest.learning import MAX_TEMPLATE_BYTES, LearnGate
 from sightglass.ingest.limits import BadRequest, UnsupportedMediaType
 from sightglass.ingest.otlp_json import to_kwargs
 from sightglass.ingest.protowire import BYTES, ENUM, MESSAGE, REPEATED, add_message, describe_decode_error
@@ -474,7 +475,6 @@ class _BodyTemplate:
     """A learned body (see ``MetricsDecoder._learn_body``): its bytes with the free fields zeroed."""
 
     fixed: np.ndarray  # the body, time and value payloads zeroed
-    free: np.ndarray  # positions of those payload bytes
     time_at: np.ndarray  # (points, 8) positions of each point's time
     value_at: np.ndarray  # (points, 8) positions of each point's value
     is_int: np.ndarray  # as_int (else as_double), per point
@@ -581,6 +581,8 @@ class MetricsDecoder:
         self._raw_resources: dict[tuple[bytes, ...], tuple[Labels, tuple[tuple[str, str], ...]]] = {}
         self._raw_scopes: set[tuple[bytes, ...]] = set()
         self._body_templates: dict[int, list[_BodyTemplate]] = {}  # by body length
+        self._template_bytes = 0
+        self._gate = LearnGate()
 
     def decode_body(self, body: bytes) -> MetricsResult | None:
         """Decode a protobuf body without the full parse, when it is all steady gauge/sum points.
@@ -600,6 +602,7 @@ class MetricsDecoder:
             return None  # decode() evicts first
         tpl = self._template_for(body)
         if tpl is not None:
+            self._gate.hit()
             arr = np.frombuffer(body, dtype=np.uint8)
             t_ns = arr[tpl.time_at].copy().view("<u8").reshape(-1)
             raw_v = arr[tpl.value_at].copy()
@@ -720,7 +723,8 @@ class MetricsDecoder:
         """The learned body ``body`` equals outside its points' times and values, if any."""
         for tpl in self._body_templates.get(len(body), ()):
             diff = np.frombuffer(body, dtype=np.uint8) != tpl.fixed
-            diff[tpl.free] = False
+            diff[tpl.time_at] = False
+            diff[tpl.value_at] = False
             if not diff.any():
                 return tpl
         return None
@@ -744,7 +748,7 @@ class MetricsDecoder:
         its own times and values. The points' places are found by walking the wire format and
         checked against the bytes the C parser gave; anything unusual learns nothing.
         """
-        if len(body) < 4096 or len(self._body_templates.get(len(body), ())) >= 4:
+        if len(body) < 4096 or len(self._body_templates.get(len(body), ())) >= 4 or not self._gate.should():
             return
         spans = _point_spans(body)
         if spans is None or len(spans) != len(dps):
@@ -754,15 +758,20 @@ class MetricsDecoder:
             return
         blob_starts = np.zeros(len(dps), dtype=np.int64)
         np.cumsum(np.fromiter(map(len, dps), dtype=np.int64, count=len(dps))[:-1], out=blob_starts[1:])
-        time_at = (starts + (time_in_blob - blob_starts))[:, None] + np.arange(8)
+        pos = np.int32 if len(body) < 2**31 else np.int64
+        time_at = ((starts + (time_in_blob - blob_starts))[:, None] + np.arange(8)).astype(pos)
         value_at = time_at + 9
         fixed = np.frombuffer(body, dtype=np.uint8).copy()
-        free = np.concatenate([time_at.reshape(-1), value_at.reshape(-1)])
-        fixed[free] = 0
-        if len(self._body_templates) >= 256:
+        fixed[time_at] = 0
+        fixed[value_at] = 0
+        size = fixed.nbytes + time_at.nbytes + value_at.nbytes + index.nbytes
+        if self._template_bytes + size > MAX_TEMPLATE_BYTES:
             self._body_templates.clear()
-        tpl = _BodyTemplate(fixed, free, time_at, value_at, is_int, series, index, resources, dict(metadata))
+            self._template_bytes = 0
+        tpl = _BodyTemplate(fixed, time_at, value_at, is_int, series, index, resources, dict(metadata))
         self._body_templates.setdefault(len(body), []).append(tpl)
+        self._template_bytes += size
+        self._gate.learned_one()
 
     def _finish(
         self,
@@ -815,6 +824,7 @@ class MetricsDecoder:
             self._fast.clear()
             self._labels.clear()
             self._body_templates.clear()
+            self._template_bytes = 0
         if len(self._resources) >= 100_000:
             self._resources.clear()
         acc = _Acc(self.canonical)

@@ -16,6 +16,7 @@ from itertools import repeat
 
 import numpy as np
 
+from sightglass.ingest.learning import LearnGate
 from sightglass.model import (
     LABEL_NAME_RE,
     METRIC_NAME_RE,
@@ -167,6 +168,8 @@ class TextParser:
         self._texts: dict[int, str] = {}  # series number -> its cached series text
         # bodies seen before, by their first line's series text: (series texts + " ", slices, numbers)
         self._templates: dict[str, tuple[list[str], list[slice], list[int]]] = {}
+        self._template_lines = 0
+        self._gate = LearnGate()
 
     @property
     def keys(self) -> list[SeriesKey]:
@@ -365,6 +368,7 @@ class TextParser:
         prefixes, cuts, sids = tpl
         if len(prefixes) != len(lines) or not all(map(str.startswith, lines, prefixes)):
             return None
+        self._gate.hit()
         rests = list(map(str.__getitem__, lines, cuts))
         if _REST_CHARS.fullmatch("\n".join(rests)) is None:
             return None
@@ -380,6 +384,8 @@ class TextParser:
 
     def _learn_template(self, lines: list[str], idx: list[int]) -> None:
         """Remember a body the loop parsed whose every non-empty line was a sample of a cached text."""
+        if not self._gate.should():
+            return
         body = [ln for ln in lines if ln]
         if len(body) != len(idx):
             return
@@ -390,9 +396,15 @@ class TextParser:
             return
         if not all(map(str.startswith, body, prefixes)):
             return
-        if len(self._templates) >= _MAX_TEMPLATES:
+        if len(self._templates) >= _MAX_TEMPLATES or self._template_lines + len(idx) > _MAX_TEMPLATE_LINES:
             self._templates.clear()
+            self._template_lines = 0
+        old = self._templates.get(prefixes[0][:-1])
+        if old is not None:
+            self._template_lines -= len(old[0])
         self._templates[prefixes[0][:-1]] = (prefixes, [slice(len(x), None) for x in prefixes], list(idx))
+        self._template_lines += len(idx)
+        self._gate.learned_one()
 
     def _new_series(self, line: str, lineno: int) -> tuple[int, str, int]:
         """Resolve a line whose series is not cached: returns (series index, rest of line, 1 if new)."""
@@ -489,6 +501,7 @@ class TextParser:
 
 _TEMPLATE_MIN_LINES = 64  # smaller bodies are not worth remembering
 _MAX_TEMPLATES = 1024
+_MAX_TEMPLATE_LINES = 200_000  # learned lines kept in all (each holds its series text once more)
 _REST_CHARS = re.compile(r"[0-9A-Za-z.+\-_ \n]*")  # what values and timestamps are made of, spaces, newlines
 
 

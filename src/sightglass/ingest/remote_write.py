@@ -35,6 +35,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from sightglass.ingest.learning import MAX_TEMPLATE_BYTES, LearnGate
 from sightglass.ingest.limits import BadRequest, UnsupportedMediaType, snappy_block_compress
 from sightglass.ingest.protowire import (
     BYTES,
@@ -327,8 +328,10 @@ class RemoteWriteDecoder:
         self._prefix: dict[bytes, int] = {}
         self._keys: list[SeriesKey] = []
         self._number_of: dict[SeriesKey, int] = {}
-        # learned bodies by length: (bytes with Sample payloads zeroed, those positions, Sample rows, numbers)
-        self._templates: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        # learned bodies by length: (bytes with their Samples zeroed, the Samples' positions, series numbers)
+        self._templates: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._template_bytes = 0
+        self._gate = LearnGate()
 
     # ------------------------------------------------------------------ public
     def decode(self, data: bytes, version: int = 1) -> RemoteWriteResult:
@@ -369,6 +372,7 @@ class RemoteWriteDecoder:
             self._keys.clear()
             self._number_of.clear()
             self._templates.clear()
+            self._template_bytes = 0
         same = self._from_template(data)
         if same is not None:
             return self._result(None, *same)
@@ -486,12 +490,13 @@ class RemoteWriteDecoder:
         parses as the learned one did, with these samples. Anything else: ``None``.
         """
         for tpl in self._templates.get(len(data), ()):
-            fixed, free, rows_at, numbers = tpl
+            fixed, rows_at, numbers = tpl
             arr = np.frombuffer(data, dtype=np.uint8)
             diff = arr != fixed
-            diff[free] = False
+            diff[rows_at] = False  # the Samples (their tag bytes are checked below)
             if diff.any():
                 continue
+            self._gate.hit()
             rows = arr[rows_at]
             ok = (rows[:, 0] == 0x09) & (rows[:, 9] == 0x10)
             ok &= np.all(rows[:, 10:15] >= 0x80, axis=1) & (rows[:, 15] < 0x80)
@@ -504,7 +509,7 @@ class RemoteWriteDecoder:
     def _learn_template(self, data: bytes, tsbs: list[bytes], numbers: np.ndarray) -> None:
         """Remember where this body's Samples are (see :meth:`_from_template`), if it is only series
         each ending in a 16-byte Sample (checked by rebuilding the body from them)."""
-        if len(self._templates.get(len(data), ())) >= 4:
+        if len(self._templates.get(len(data), ())) >= 4 or not self._gate.should():
             return
         heads = [b"\x0a" + encode_varint(len(t)) for t in tsbs]
         if b"".join([h + t for h, t in zip(heads, tsbs, strict=True)]) != data:
@@ -514,13 +519,16 @@ class RemoteWriteDecoder:
         arr = np.frombuffer(data, dtype=np.uint8)
         if not ((arr[ends - 18] == _SAMPLE_TAG) & (arr[ends - 17] == 16) & (arr[ends - 16] == 0x09)).all():
             return
-        rows_at = (ends - 16)[:, None] + np.arange(16)
-        free = np.concatenate([rows_at[:, 1:9].reshape(-1), rows_at[:, 10:16].reshape(-1)])
+        rows_at = ((ends - 16)[:, None] + np.arange(16)).astype(np.int32 if len(data) < 2**31 else np.int64)
         fixed = arr.copy()
-        fixed[free] = 0
-        if len(self._templates) >= 256:
+        fixed[rows_at] = 0
+        size = fixed.nbytes + rows_at.nbytes + numbers.nbytes
+        if self._template_bytes + size > MAX_TEMPLATE_BYTES:
             self._templates.clear()
-        self._templates.setdefault(len(data), []).append((fixed, free, rows_at, numbers.copy()))
+            self._template_bytes = 0
+        self._templates.setdefault(len(data), []).append((fixed, rows_at, numbers.copy()))
+        self._template_bytes += size
+        self._gate.learned_one()
 
     def _result(self, req: Any, numbers: np.ndarray, ts: np.ndarray, values: np.ndarray) -> RemoteWriteResult:
         total = len(numbers)
