@@ -13,7 +13,7 @@ MAX_TEMPLATE_BYTES = 64 * 2**20
 
 
 class LearnGate:
-    """Counts learned layouts and their hits; :meth:`should` says whether to learn this body."""
+    """Counts attempts to learn a layout and hits of learned ones; :meth:`should` says whether to try."""
 
     __slots__ = ("hits", "learned", "tries")
 

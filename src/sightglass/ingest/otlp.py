@@ -750,6 +750,7 @@ class MetricsDecoder:
         """
         if len(body) < 4096 or len(self._body_templates.get(len(body), ())) >= 4 or not self._gate.should():
             return
+        self._gate.learned_one()  # an attempt, whether it succeeds or not
         spans = _point_spans(body)
         if spans is None or len(spans) != len(dps):
             return
@@ -771,7 +772,6 @@ class MetricsDecoder:
         tpl = _BodyTemplate(fixed, time_at, value_at, is_int, series, index, resources, dict(metadata))
         self._body_templates.setdefault(len(body), []).append(tpl)
         self._template_bytes += size
-        self._gate.learned_one()
 
     def _finish(
         self,

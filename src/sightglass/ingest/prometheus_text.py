@@ -386,6 +386,7 @@ class TextParser:
         """Remember a body the loop parsed whose every non-empty line was a sample of a cached text."""
         if not self._gate.should():
             return
+        self._gate.learned_one()  # an attempt, whether it succeeds or not
         body = [ln for ln in lines if ln]
         if len(body) != len(idx):
             return
@@ -404,7 +405,6 @@ class TextParser:
             self._template_lines -= len(old[0])
         self._templates[prefixes[0][:-1]] = (prefixes, [slice(len(x), None) for x in prefixes], list(idx))
         self._template_lines += len(idx)
-        self._gate.learned_one()
 
     def _new_series(self, line: str, lineno: int) -> tuple[int, str, int]:
         """Resolve a line whose series is not cached: returns (series index, rest of line, 1 if new)."""

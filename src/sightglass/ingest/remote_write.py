@@ -511,14 +511,17 @@ class RemoteWriteDecoder:
         each ending in a 16-byte Sample (checked by rebuilding the body from them)."""
         if len(self._templates.get(len(data), ())) >= 4 or not self._gate.should():
             return
-        heads = [b"\x0a" + encode_varint(len(t)) for t in tsbs]
-        if b"".join([h + t for h, t in zip(heads, tsbs, strict=True)]) != data:
-            return  # other fields (metadata), or not what the parser saw
+        self._gate.learned_one()  # an attempt, whether it succeeds or not
         lens = np.fromiter(map(len, tsbs), dtype=np.int64, count=len(tsbs))
-        ends = np.cumsum(lens + np.fromiter(map(len, heads), dtype=np.int64, count=len(heads)))
+        head = 2 + sum((lens >= 1 << (7 * k)).astype(np.int64) for k in range(1, 5))  # tag + length varint
+        ends = np.cumsum(lens + head)
+        if len(lens) == 0 or int(ends[-1]) != len(data) or int(lens.min()) < 18:
+            return  # other fields (metadata), or series too short to end in a 16-byte Sample
         arr = np.frombuffer(data, dtype=np.uint8)
         if not ((arr[ends - 18] == _SAMPLE_TAG) & (arr[ends - 17] == 16) & (arr[ends - 16] == 0x09)).all():
             return
+        if b"".join([b"\x0a" + encode_varint(len(t)) + t for t in tsbs]) != data:
+            return  # not what the parser saw
         rows_at = ((ends - 16)[:, None] + np.arange(16)).astype(np.int32 if len(data) < 2**31 else np.int64)
         fixed = arr.copy()
         fixed[rows_at] = 0
@@ -528,7 +531,6 @@ class RemoteWriteDecoder:
             self._template_bytes = 0
         self._templates.setdefault(len(data), []).append((fixed, rows_at, numbers.copy()))
         self._template_bytes += size
-        self._gate.learned_one()
 
     def _result(self, req: Any, numbers: np.ndarray, ts: np.ndarray, values: np.ndarray) -> RemoteWriteResult:
         total = len(numbers)
