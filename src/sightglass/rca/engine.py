@@ -24,11 +24,12 @@ Deterministic and explainable (DESIGN.md, "Root cause analysis"):
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,37 @@ def analyze(
     (``fetch.plan_read``; default ``READ_BUDGET``); the result's warnings say what was not read.
     ``evidence_until_ms``: GPU diagnostics (``rca.diagnostics``) that finished up to then count too
     (an incident's RCA re-run after the diagnostics it asked for)."""
+    # the analysis makes many short-lived containers and no lasting cycles: with the cyclic
+    # collector paused they die young instead of being promoted, so no full collection (one walk of
+    # the whole heap: ~0.6 s with a 1,000-node factory's index and topology loaded) lands in it
+    with _collector_paused():
+        return _analyze(store, symptom, at_ms, engine, builder, top, window_ms, read_budget, evidence_until_ms)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """``gc`` off for the block, back on after it (unless it was off already, or another analysis
+    running in another thread turned it off first and will turn it back on)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _analyze(
+    store: Any,
+    symptom: str,
+    at_ms: int,
+    engine: Engine | None,
+    builder: TopologyBuilder | None,
+    top: int,
+    window_ms: int | None,
+    read_budget: int | None,
+    evidence_until_ms: int | None,
+) -> RcaResult:
     t0 = time.perf_counter()
     if not isinstance(symptom, str) or not symptom.strip():
         raise RcaError("the symptom is empty: give a PromQL expression")
@@ -182,23 +214,25 @@ def analyze(
     budget = READ_BUDGET if read_budget is None else read_budget
     plan = fetch.plan_read(store.index.keys, ids, budget=budget)
 
-    def run(frame: SignalFrame | None, read: list[int], n_top: int) -> tuple[_Ctx, list[Cause]]:
+    def run(
+        frame: SignalFrame | None, read: list[int], n_top: int, stats: _Stats | None = None
+    ) -> tuple[_Ctx, list[Cause], _Stats | None]:
         ctx = _Ctx(topo, builder, cands, fold, start, at_ms, t_on)
         ctx.sym = {fold.get(s, s) for s in sym_ents} - {fold.get(s) for s in sym_ents if s in fold}
         if frame is not None and frame.values.shape[1]:
-            ctx.score_columns(frame)
+            stats = ctx.score_columns(frame, stats)
         ctx.add_events(events)
         ctx.add_config_labels(store, read)
         ctx.peers_and_rollups(extra_hosts)
-        return ctx, ctx.rank(sym_ents, sym_onset, n_top)
+        return ctx, ctx.rank(sym_ents, sym_onset, n_top), stats
 
     frame = fetch.load_frame(store, start, at_ms, plan.first, builder=builder) if plan.first else None
     read = list(plan.first)
     if not plan.pruned:
-        ctx, causes = run(frame, read, top)
+        ctx, causes, _ = run(frame, read, top)
     else:
         # 3a. cause signals first: the hosts they point at (and a few peers) are then read whole
-        ctx, causes = run(frame, read, max(top, SCREEN_TOP))
+        ctx, causes, stats = run(frame, read, max(top, SCREEN_TOP))
         explained = bool(causes) and ctx.c[causes[0].entity_id].cause_anomaly >= ANOMALOUS
         all_hosts = sorted(
             ent.labels.get("Hostname") or eid[5:] for eid in cands if (ent := topo.entity(eid)) is not None and ent.kind == "node"
@@ -206,9 +240,13 @@ def analyze(
         hosts = _suspect_hosts(topo, causes, all_hosts) if explained else set(all_hosts)
         more = fetch.host_series(store, hosts, plan.later) if explained else list(plan.later)
         if more:
-            frame = fetch.concat(frame, fetch.load_frame(store, start, at_ms, more, builder=builder))
+            extra = fetch.load_frame(store, start, at_ms, more, builder=builder)
+            # the first read's columns are not scored again: their statistics carry over
+            ok = stats is not None and frame is not None and frame.values.shape[1] and extra.values.shape[1]
+            stats = extend_stats(stats, extra, start, at_ms, t_on) if ok and stats is not None else None
+            frame = fetch.concat(frame, extra)
             read = sorted(read + more)
-        ctx, causes = run(frame, read, top)
+        ctx, causes, _ = run(frame, read, top, stats)
         left = len(ids) - len(read)
         if explained and left:
             warnings.append(
@@ -258,8 +296,8 @@ def _robust(base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
         with _w.catch_warnings():
             _w.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(base, axis=0)
-            mad = np.nanmedian(np.abs(base - med), axis=0) * 1.4826
+            med = _nanmedian(base)
+            mad = _nanmedian(np.abs(base - med)) * 1.4826
     med = np.nan_to_num(med, nan=0.0)
     mad = np.nan_to_num(mad, nan=0.0)
     return med, mad
@@ -555,82 +593,18 @@ class _Ctx:
         return c
 
     # -------------------------------------------------------------- signals
-    def score_columns(self, frame: SignalFrame) -> None:
+    def score_columns(self, frame: SignalFrame, stats: _Stats | None = None) -> _Stats:
+        """Score every column of ``frame`` on its candidate; ``stats``: its column statistics, when
+        already computed (the cause-first read's second pass reuses the first read's)."""
         self.frame = frame
-        ts, vals = frame.ts_ms, frame.values.astype(np.float64, copy=True)
-        # DCGM counters without _total are raw totals: use their per-second rate
-        for j, m in enumerate(frame.metrics):
-            if m in knowledge.COUNTER_LIKE:
-                d = np.full(len(ts), np.nan)
-                d[1:] = np.diff(vals[:, j]) / (STEP_MS / 1000)
-                d[d < 0] = np.nan
-                vals[:, j] = d
-        f_lo = self.t_on - 120_000
-        base = ts < min(self.t_on - 180_000, self.at - 5 * STEP_MS)
-        if base.sum() < 12:
-            base = ts < self.start + (self.at - self.start) // 2
-        fault = ts >= f_lo
-        # rows after the newest sample anywhere are not "missing", they are the future
-        have = np.isfinite(vals).any(axis=1)
-        last_row = int(np.flatnonzero(have)[-1]) if have.any() else len(ts) - 1
-        fault &= np.arange(len(ts)) <= last_row
-        base &= have  # before the first sample anywhere is not "missing" either
-        B, F = vals[base], vals[fault]
-        n_cols = vals.shape[1]
-        med, mad = _robust(B)
-        scale = np.maximum.reduce([mad, 0.02 * np.abs(med), np.full_like(med, 1e-6)])
-        base_cov = np.isfinite(B).mean(axis=0) if len(B) else np.zeros(n_cols)
-        metrics = np.asarray(frame.metrics)
-        # flat-in-history (MAD 0) signals borrow the spread their metric shows across series
-        for m in set(frame.metrics):
-            idx = np.flatnonzero((metrics == m) & (base_cov > 0.5))
-            zero = idx[mad[idx] == 0]
-            if len(zero) and len(idx):
-                spread = float(np.median(mad[idx]))
-                if spread > 0:
-                    scale[zero] = np.maximum(scale[zero], spread)
-        # a series new in the window (a label changed: a job, a driver version) continues the
-        # baseline of its sibling: same metric, same entity
-        sibling: dict[tuple[str, str | None], int] = {}
-        for j in np.argsort(-base_cov):
-            key = (frame.metrics[j], frame.entities[j])
-            if base_cov[j] > 0.5:
-                sibling.setdefault(key, int(j))
-        usable = base_cov > 0.5
-        for jn in np.flatnonzero(~usable):
-            sj = sibling.get((frame.metrics[jn], frame.entities[jn]))
-            if sj is not None:
-                med[jn], scale[jn], usable[jn] = med[sj], scale[sj], True
-        with np.errstate(all="ignore"):
-            z = (F - med) / scale
-        za = np.nan_to_num(np.abs(z), nan=0.0)
+        st = stats if stats is not None else column_stats(frame, self.start, self.at, self.t_on)
+        ts, vals = frame.ts_ms, st.vals
+        base, fault, F, za = st.base, st.fault, st.F, st.za
+        med, scale, sustained, fmed, bmax, shift = st.med, st.scale, st.sustained, st.fmed, st.bmax, st.shift
+        usable, gone, worth, reasons, dcgm, age = st.usable, st.gone, st.worth, st.reasons, st.dcgm, st.age
         nF = len(F)
-        k = min(nF - 1, max(2, nF // 4)) if nF else 0
-        sustained = -np.sort(-za, axis=0)[k] if nF else np.zeros(n_cols)
-        sustained = np.minimum(sustained, Z_CAP)
-        with np.errstate(all="ignore"):
-            import warnings as _w
-
-            with _w.catch_warnings():
-                _w.simplefilter("ignore", RuntimeWarning)
-                fmed = np.nanmedian(F, axis=0) if nF else med.copy()
-                bmax = np.nanmax(B, axis=0) if len(B) else med.copy()
-        shift = np.abs(np.nan_to_num((fmed - med) / scale, nan=0.0))
         self.col_value, self.col_z = fmed, sustained
-        tail = vals[max(0, last_row - 5) : last_row + 1]
-        live = np.isfinite(tail).any(axis=0)
-        still = {(frame.metrics[j], frame.entities[j]) for j in np.flatnonzero(live)}
-        gone = (base_cov > 0.8) & ~live
-        for jg in np.flatnonzero(gone):
-            if (frame.metrics[jg], frame.entities[jg]) in still:
-                gone[jg] = False  # a sibling series (a label changed) still reports
         ts_f = ts[fault]
-        # only these columns can carry evidence; every column still joins its entity
-        dcgm = np.fromiter((m.startswith("DCGM_") for m in frame.metrics), dtype=bool, count=n_cols)
-        age = np.fromiter((m in knowledge.AGE_METRICS for m in frame.metrics), dtype=bool, count=n_cols)
-        reasons = metrics == "DCGM_FI_DEV_CLOCKS_EVENT_REASONS" if n_cols else np.zeros(0, dtype=bool)
-        worth = (gone & dcgm) | (usable & (age | ((sustained >= Z_ONSET) & (shift >= 2.0))))
-        worth |= _newly_set(vals, reasons, base, fault)
         cand_of: dict[str, _Cand | None] = {}
         for j, (metric, ent) in enumerate(zip(frame.metrics, frame.entities, strict=True)):
             owner = ent
@@ -677,6 +651,7 @@ class _Ctx:
             self._signal(c, j, metric, float(fmed[j]), float(med[j]), float(scale[j]), zs, onset, role, w)
             if owner is not None and owner != c.id and role == "cause":
                 self.waits_on[owner].add(c.id)  # the port's switch is starved of credits by c
+        return st
 
     def _receiver(self, name: str, ent: str | None) -> str | None:
         """The switch withholding credits from a port (its ``remote_switch``), when the topology knows it."""
@@ -1122,6 +1097,175 @@ def _newly_set(vals: np.ndarray, reasons: np.ndarray, base: np.ndarray, fault: n
         share = (((jf & bit) != 0) & fin_f).sum(axis=0) / np.maximum(n_f, 1)
         hit |= (n_f > 0) & (share >= 0.3) & (frac_b < 0.1)
     out[cols[hit]] = True
+    return out
+
+
+# ---------------------------------------------------------------------- column statistics
+@dataclass(slots=True)
+class _Stats:
+    """Every column's statistics for scoring (``column_stats``), computed over whole matrices."""
+
+    have: np.ndarray  # rows with a sample in any column
+    vals: np.ndarray  # the frame's values, raw DCGM totals as rates
+    base: np.ndarray  # baseline rows
+    fault: np.ndarray  # fault-window rows
+    F: np.ndarray  # vals of the fault rows
+    za: np.ndarray  # |z| of the fault rows
+    med: np.ndarray
+    scale: np.ndarray
+    sustained: np.ndarray
+    fmed: np.ndarray
+    bmax: np.ndarray
+    shift: np.ndarray
+    usable: np.ndarray
+    gone: np.ndarray
+    worth: np.ndarray  # the columns that can carry evidence
+    reasons: np.ndarray
+    dcgm: np.ndarray
+    age: np.ndarray
+    metrics: frozenset[str]
+    keys: frozenset[tuple[str, str | None]]  # (metric, entity) of every column
+
+
+def _as_rates(frame: SignalFrame) -> np.ndarray:
+    """The frame's values; DCGM counters without _total are raw totals: their per-second rate."""
+    vals = frame.values.astype(np.float64, copy=True)
+    cl = np.fromiter((m in knowledge.COUNTER_LIKE for m in frame.metrics), dtype=bool, count=len(frame.metrics))
+    if cl.any():
+        sub = vals[:, cl]
+        d = np.full(sub.shape, np.nan)
+        d[1:] = np.diff(sub, axis=0) / (STEP_MS / 1000)
+        d[d < 0] = np.nan
+        vals[:, cl] = d
+    return vals
+
+
+def _codes(items: Iterable[Any]) -> tuple[np.ndarray, list[Any]]:
+    """An integer code per item (equal items, equal codes) and the distinct items by code."""
+    code: dict[Any, int] = {}
+    out = np.fromiter((code.setdefault(x, len(code)) for x in items), dtype=np.int64)
+    return out, list(code)
+
+
+def column_stats(
+    frame: SignalFrame, start: int, at: int, t_on: int, *, vals: np.ndarray | None = None, have: np.ndarray | None = None
+) -> _Stats:
+    """Baseline (median/MAD of the rows before the onset) and fault-window statistics of every column,
+    and which columns can carry evidence. ``have``: the rows that have data anywhere (default: in
+    this frame)."""
+    ts = frame.ts_ms
+    if vals is None:
+        vals = _as_rates(frame)
+    n_cols = vals.shape[1]
+    f_lo = t_on - 120_000
+    base = ts < min(t_on - 180_000, at - 5 * STEP_MS)
+    if base.sum() < 12:
+        base = ts < start + (at - start) // 2
+    fault = ts >= f_lo
+    # rows after the newest sample anywhere are not "missing", they are the future
+    if have is None:
+        have = np.isfinite(vals).any(axis=1)
+    last_row = int(np.flatnonzero(have)[-1]) if have.any() else len(ts) - 1
+    fault &= np.arange(len(ts)) <= last_row
+    base &= have  # before the first sample anywhere is not "missing" either
+    B, F = vals[base], vals[fault]
+    med, mad = _robust(B)
+    scale = np.maximum.reduce([mad, 0.02 * np.abs(med), np.full_like(med, 1e-6)])
+    base_cov = np.isfinite(B).mean(axis=0) if len(B) else np.zeros(n_cols)
+    mcode, mnames = _codes(frame.metrics)
+    ecode, enames = _codes(frame.entities)
+    key = mcode * max(len(enames), 1) + ecode  # (metric, entity)
+    # flat-in-history (MAD 0) signals borrow the spread their metric shows across series
+    good = base_cov > 0.5
+    for m in np.unique(mcode[good & (mad == 0)]).tolist():
+        idx = np.flatnonzero((mcode == m) & good)
+        zero = idx[mad[idx] == 0]
+        spread = float(np.median(mad[idx]))
+        if spread > 0:
+            scale[zero] = np.maximum(scale[zero], spread)
+    # a series new in the window (a label changed: a job, a driver version) continues the
+    # baseline of its sibling: same metric, same entity (the most covered one)
+    usable = good.copy()
+    if not usable.all():
+        order = np.argsort(-base_cov)
+        order = order[base_cov[order] > 0.5]
+        sib_keys, first = np.unique(key[order], return_index=True)
+        new = np.flatnonzero(~usable)
+        if len(sib_keys):
+            pos = np.minimum(np.searchsorted(sib_keys, key[new]), len(sib_keys) - 1)
+            hit = sib_keys[pos] == key[new]
+            jn, sj = new[hit], order[first[pos[hit]]]
+            med[jn], scale[jn], usable[jn] = med[sj], scale[sj], True
+    with np.errstate(all="ignore"):
+        z = (F - med) / scale
+    za = np.nan_to_num(np.abs(z), nan=0.0)
+    nF = len(F)
+    k = min(nF - 1, max(2, nF // 4)) if nF else 0
+    # the k-th largest |z| (held over a quarter of the fault window)
+    sustained = np.partition(za, nF - 1 - k, axis=0)[nF - 1 - k] if nF else np.zeros(n_cols)
+    sustained = np.minimum(sustained, Z_CAP)
+    fmed = _nanmedian(F) if nF else med.copy()
+    with np.errstate(all="ignore"):
+        import warnings as _w
+
+        with _w.catch_warnings():
+            _w.simplefilter("ignore", RuntimeWarning)
+            bmax = np.nanmax(B, axis=0) if len(B) else med.copy()
+    shift = np.abs(np.nan_to_num((fmed - med) / scale, nan=0.0))
+    tail = vals[max(0, last_row - 5) : last_row + 1]
+    live = np.isfinite(tail).any(axis=0)
+    gone = (base_cov > 0.8) & ~live
+    if gone.any():
+        gone &= ~np.isin(key, key[live])  # a sibling series (a label changed) still reports
+    # only these columns can carry evidence; every column still joins its entity
+    dcgm = np.asarray([m.startswith("DCGM_") for m in mnames], dtype=bool)[mcode] if n_cols else np.zeros(0, dtype=bool)
+    age = np.asarray([m in knowledge.AGE_METRICS for m in mnames], dtype=bool)[mcode] if n_cols else np.zeros(0, dtype=bool)
+    reasons = np.asarray([m == "DCGM_FI_DEV_CLOCKS_EVENT_REASONS" for m in mnames], dtype=bool)[mcode] if n_cols else np.zeros(0, dtype=bool)
+    worth = (gone & dcgm) | (usable & (age | ((sustained >= Z_ONSET) & (shift >= 2.0))))
+    worth |= _newly_set(vals, reasons, base, fault)
+    return _Stats(
+        have, vals, base, fault, F, za, med, scale, sustained, fmed, bmax, shift, usable, gone, worth, reasons, dcgm, age,
+        frozenset(mnames), frozenset(zip(frame.metrics, frame.entities, strict=True)),
+    )
+
+
+def extend_stats(st: _Stats, more: SignalFrame, start: int, at: int, t_on: int) -> _Stats | None:
+    """The statistics of ``concat(frame, more)`` from those of ``frame`` (``st``) and ``more``'s own,
+    or None when they would differ from scoring the whole (``more`` brings rows with data that
+    ``frame`` had none in, or shares a metric with it): then the whole is scored again."""
+    vals = _as_rates(more)
+    have = st.have | np.isfinite(vals).any(axis=1)
+    if not np.array_equal(have, st.have) or not st.metrics.isdisjoint(more.metrics):
+        return None
+    s2 = column_stats(more, start, at, t_on, vals=vals, have=have)
+    if not np.array_equal(s2.base, st.base) or not np.array_equal(s2.fault, st.fault):
+        return None
+
+    def cat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, b], axis=a.ndim - 1)
+
+    return _Stats(
+        have, cat(st.vals, s2.vals), st.base, st.fault, cat(st.F, s2.F), cat(st.za, s2.za), cat(st.med, s2.med),
+        cat(st.scale, s2.scale), cat(st.sustained, s2.sustained), cat(st.fmed, s2.fmed), cat(st.bmax, s2.bmax),
+        cat(st.shift, s2.shift), cat(st.usable, s2.usable), cat(st.gone, s2.gone), cat(st.worth, s2.worth),
+        cat(st.reasons, s2.reasons), cat(st.dcgm, s2.dcgm), cat(st.age, s2.age), st.metrics | s2.metrics, st.keys | s2.keys,
+    )
+
+
+def _nanmedian(x: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(x, axis=0)`` (the same values, NaN for a column without any), by one sort."""
+    n_rows = x.shape[0]
+    if n_rows == 0:
+        return np.full(x.shape[1:], np.nan)
+    s = np.sort(x, axis=0)  # NaNs last
+    n = n_rows - np.isnan(x).sum(axis=0)
+    h = n // 2
+    lo = np.where(n % 2 == 1, h, h - 1)
+    lo_v = np.take_along_axis(s, np.clip(lo, 0, n_rows - 1)[None], axis=0)[0]
+    hi_v = np.take_along_axis(s, np.clip(h, 0, n_rows - 1)[None], axis=0)[0]
+    out = lo_v + hi_v
+    out /= 2.0
+    out[n == 0] = np.nan
     return out
 
 
