@@ -83,7 +83,6 @@ class _Cand:
     id: str
     kind: str
     distance: int
-    cols: list[int] = field(default_factory=list)
     own: float = 0.0
     own_cause: float = 0.0  # from cause signals only
     rollup: float = 0.0
@@ -207,7 +206,8 @@ def _analyze(
     # no onset: the last quarter of the window against the rest, keeping half the history as baseline
     t_on = sym_onset if sym_onset is not None else max(at_ms - window // 4, first + (at_ms - first) // 2)
     # 2. the neighbourhood
-    cands = _neighbourhood(topo, sym_ents, [at_ms, t_on, t_on - 120_000])
+    deps: dict[tuple[str, int], dict[str, int]] = {}
+    cands = _neighbourhood(topo, sym_ents, [at_ms, t_on, t_on - 120_000], deps)
     fold = _service_of_models(topo, cands, at_ms)
     ids, extra_hosts = _series_ids(store, topo, cands, at_ms)
     events = store.query_events(start, at_ms)
@@ -218,6 +218,7 @@ def _analyze(
         frame: SignalFrame | None, read: list[int], n_top: int, stats: _Stats | None = None
     ) -> tuple[_Ctx, list[Cause], _Stats | None]:
         ctx = _Ctx(topo, builder, cands, fold, start, at_ms, t_on)
+        ctx.deps = deps
         ctx.sym = {fold.get(s, s) for s in sym_ents} - {fold.get(s) for s in sym_ents if s in fold}
         if frame is not None and frame.values.shape[1]:
             stats = ctx.score_columns(frame, stats)
@@ -418,7 +419,18 @@ def _last_run(mask: np.ndarray, ts: np.ndarray, gap: int = 2) -> int | None:
 
 
 # ---------------------------------------------------------------------- neighbourhood
-def _neighbourhood(topo: Topology, sym: list[str], times: list[int]) -> dict[str, int]:
+def _depends(topo: Topology, eid: str, t: int, memo: dict[tuple[str, int], dict[str, int]]) -> dict[str, int]:
+    """``topo.depends_on(eid, t, MAX_DEPTH)``, walked once per analysis (``memo``)."""
+    got = memo.get((eid, t))
+    if got is None:
+        got = memo[(eid, t)] = topo.depends_on(eid, t, max_depth=MAX_DEPTH)
+    return got
+
+
+def _neighbourhood(
+    topo: Topology, sym: list[str], times: list[int], deps: dict[tuple[str, int], dict[str, int]] | None = None
+) -> dict[str, int]:
+    deps = {} if deps is None else deps
     out: dict[str, int] = {}
     for s in sym:
         out[s] = 0
@@ -431,7 +443,7 @@ def _neighbourhood(topo: Topology, sym: list[str], times: list[int]) -> dict[str
             for root, d0 in starts.items():
                 if d0 and d0 < out.get(root, 99):
                     out[root] = d0
-                for eid, d in topo.depends_on(root, t, max_depth=MAX_DEPTH).items():
+                for eid, d in _depends(topo, root, t, deps).items():
                     if d + d0 < out.get(eid, 99):
                         out[eid] = d + d0
     return out
@@ -495,7 +507,7 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
     found: set[int] = set()
 
     def sel(*ms: Matcher) -> None:
-        found.update(int(i) for i in store.select_ids(list(ms)))
+        found.update(np.asarray(store.select_ids(list(ms)), dtype=np.int64).tolist())
 
     if hosts:
         alt = _alt(hosts)
@@ -578,7 +590,13 @@ class _Ctx:
         self.frame: SignalFrame | None = None
         self.col_value: np.ndarray = np.zeros(0)
         self.col_z: np.ndarray = np.zeros(0)
-        self.by_metric: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        # the frame's columns: the candidate (an index into col_cands, -1: none) and metric of each
+        self.col_cands: list[_Cand] = []
+        self.col_cand: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.col_mcode: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.mcode_of: dict[str, int] = {}
+        self._by_metric: dict[str, dict[str, list[int]]] = {}
+        self.deps: dict[tuple[str, int], dict[str, int]] = {}  # depends_on walks, shared by the passes
         self.waits_on: dict[str, set[str]] = defaultdict(set)  # switch -> switches starving its ports
         self.peer_of: dict[int, tuple[str, str, list[str]]] = {}
 
@@ -605,23 +623,27 @@ class _Ctx:
         nF = len(F)
         self.col_value, self.col_z = fmed, sustained
         ts_f = ts[fault]
-        cand_of: dict[str, _Cand | None] = {}
-        for j, (metric, ent) in enumerate(zip(frame.metrics, frame.entities, strict=True)):
-            owner = ent
-            if metric in knowledge.CREDIT_WAIT_METRICS:
-                ent = self._receiver(frame.names[j], ent)
-            if ent is None:
-                continue
-            c = cand_of[ent] if ent in cand_of else cand_of.setdefault(ent, self.cand(ent))
-            if c is None:
-                continue
-            c.cols.append(j)
-            self.by_metric[metric][c.id].append(j)
+        # every column joins the candidate of its entity (a credit wait: the switch withholding
+        # the credits), the candidates made in the order of their first column
+        ents = frame.entities
+        mcode, mnames = _codes(frame.metrics)
+        targets: list[str | None] = ents
+        waits = [i for i, m in enumerate(mnames) if m in knowledge.CREDIT_WAIT_METRICS]
+        if waits:
+            targets = list(ents)
+            for j in np.flatnonzero(np.isin(mcode, waits)).tolist():
+                targets[j] = self._receiver(frame.names[j], ents[j])
+        tcode, tnames = _codes(targets)
+        of_target = [None if t is None else self.cand(t) for t in tnames]
+        self.col_cands = [c for c in of_target if c is not None]
+        pos = {id(c): i for i, c in enumerate(self.col_cands)}
+        col_cand = np.asarray([-1 if c is None else pos[id(c)] for c in of_target], dtype=np.int64)[tcode]
+        self.col_cand, self.col_mcode, self.mcode_of = col_cand, mcode, {m: i for i, m in enumerate(mnames)}
+        for j in np.flatnonzero(worth & (col_cand >= 0)).tolist():
+            metric, owner = frame.metrics[j], ents[j]
+            c = self.col_cands[col_cand[j]]
             if reasons[j]:
-                if worth[j]:
-                    self._reasons(c, j, vals[:, j], base, fault, ts)
-                continue
-            if not worth[j]:
+                self._reasons(c, j, vals[:, j], base, fault, ts)
                 continue
             if gone[j] and dcgm[j]:
                 # hardware telemetry stopped while the rest of the factory still reports
@@ -652,6 +674,17 @@ class _Ctx:
             if owner is not None and owner != c.id and role == "cause":
                 self.waits_on[owner].add(c.id)  # the port's switch is starved of credits by c
         return st
+
+    def cols_of(self, metric: str) -> dict[str, list[int]]:
+        """candidate id -> its columns of ``metric`` (ascending), made when first asked."""
+        got = self._by_metric.get(metric)
+        if got is None:
+            got = self._by_metric[metric] = {}
+            code = self.mcode_of.get(metric)
+            if code is not None:
+                for j in np.flatnonzero((self.col_mcode == code) & (self.col_cand >= 0)).tolist():
+                    got.setdefault(self.col_cands[self.col_cand[j]].id, []).append(j)
+        return got
 
     def _receiver(self, name: str, ent: str | None) -> str | None:
         """The switch withholding credits from a port (its ``remote_switch``), when the topology knows it."""
@@ -756,12 +789,13 @@ class _Ctx:
         hosts.discard("")
         if hosts:  # one selection for every host (not one per host)
             alt = "|".join(re.escape(h) for h in sorted(h for h in hosts if h))
-            found.update(int(i) for i in store.select_ids([Matcher("instance", "=~", f"({alt})(:[0-9]+)?"), Matcher("__name__", "=~", ".*_info")]))
+            info = store.select_ids([Matcher("instance", "=~", f"({alt})(:[0-9]+)?"), Matcher("__name__", "=~", ".*_info")])
+            found.update(np.asarray(info, dtype=np.int64).tolist())
         for sid in found:
             k = keys.get(sid)
-            if k is None or not any(lk in knowledge.CONFIG_LABELS for lk, _ in k.labels):
+            if k is None or not (k.metric.endswith("_info") or k.metric == "DCGM_FI_DEV_GPU_TEMP"):
                 continue
-            if not (k.metric.endswith("_info") or k.metric == "DCGM_FI_DEV_GPU_TEMP"):
+            if not any(lk in knowledge.CONFIG_LABELS for lk, _ in k.labels):
                 continue
             rest = tuple((a, b) for a, b in k.labels if a not in knowledge.CONFIG_LABELS)
             groups[(k.metric, rest)].append(sid)
@@ -828,7 +862,7 @@ class _Ctx:
                     best[s.metric] = s
             vals = []
             for m, s in best.items():
-                cols = self.by_metric.get(m, {}).get(c.id, [])
+                cols = self.cols_of(m).get(c.id, [])
                 per_client: dict[str, float] = {}
                 for j in cols:
                     who = self._client(j)
@@ -921,7 +955,7 @@ class _Ctx:
                 if s.role == "absent":
                     continue
                 if s.metric not in cache:
-                    per = self.by_metric.get(s.metric, {})
+                    per = self.cols_of(s.metric)
                     vals = []
                     for other in members:
                         js = per.get(other)
@@ -990,7 +1024,7 @@ class _Ctx:
 
     # -------------------------------------------------------------- ranking
     def rank(self, sym: list[str], sym_onset: int | None, top: int) -> list[Cause]:
-        sym_deps = {s: set(self.topo.depends_on(s, self.at, max_depth=MAX_DEPTH)) | set(self.topo.depends_on(s, self.t_on, max_depth=MAX_DEPTH)) | {s} for s in sym}
+        sym_deps = {s: set(_depends(self.topo, s, self.at, self.deps)) | set(_depends(self.topo, s, self.t_on, self.deps)) | {s} for s in sym}
         scored: list[tuple[float, str, _Cand]] = []
         for s in sym:
             # nothing below it changed: the symptom's own entity is the remaining suspect
