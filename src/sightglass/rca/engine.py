@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import math
 import re
 import time
 from collections import defaultdict
@@ -419,6 +420,19 @@ def _last_run(mask: np.ndarray, ts: np.ndarray, gap: int = 2) -> int | None:
 
 
 # ---------------------------------------------------------------------- neighbourhood
+_ROLE_OF: dict[tuple[str, float], tuple[str, float]] = {}
+
+
+def _role_of(metric: str, direction: float) -> tuple[str, float]:
+    """``knowledge.role_of(metric, direction)``, remembered (it depends on these two only)."""
+    got = _ROLE_OF.get((metric, direction))
+    if got is None:
+        if len(_ROLE_OF) > 100_000:
+            _ROLE_OF.clear()
+        got = _ROLE_OF[(metric, direction)] = knowledge.role_of(metric, direction)
+    return got
+
+
 def _depends(topo: Topology, eid: str, t: int, memo: dict[tuple[str, int], dict[str, int]]) -> dict[str, int]:
     """``topo.depends_on(eid, t, MAX_DEPTH)``, walked once per analysis (``memo``)."""
     got = memo.get((eid, t))
@@ -665,7 +679,7 @@ class _Ctx:
             direction = float(np.sign(fmed[j] - med[j])) if np.isfinite(fmed[j]) else 0.0
             # role_of reads the labels only for node_cpu_seconds_total (its mode)
             labels = _parse_name(frame.names[j])[1] if metric == "node_cpu_seconds_total" else None
-            role, w = knowledge.role_of(metric, direction, labels)
+            role, w = knowledge.role_of(metric, direction, labels) if labels is not None else _role_of(metric, direction)
             if metric in knowledge.STALL_METRICS and med[j] > 0 and fmed[j] < 0.1 * med[j]:
                 role, w = "cause", 0.8  # stopped, not slower
             on_idx = np.flatnonzero((onset_z[:-1] > Z_ONSET) & (onset_z[1:] > Z_ONSET)) if nF > 1 else np.zeros(0, int)
@@ -960,6 +974,11 @@ class _Ctx:
                     for other in members:
                         js = per.get(other)
                         if js:
+                            if len(js) == 1:  # most members have one column of a metric
+                                x = float(self.col_value[js[0]])
+                                if math.isfinite(x):
+                                    vals.append(x)
+                                continue
                             v = self.col_value[js]
                             v = v[np.isfinite(v)]
                             if len(v):

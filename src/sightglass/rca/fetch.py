@@ -55,7 +55,12 @@ def load_frame(
     ok = (row >= 0) & (row < n_rows + 1)
     mat = np.full((n_ser, n_rows + 1), np.nan)
     mat[ser[ok], row[ok]] = vals[ok]  # a later sample on the same step wins, as in load_signals
-    counter = np.fromiter((_is_counter(k.metric, types) for k in ser_keys), dtype=bool, count=n_ser)
+    is_counter: dict[str, bool] = {}  # per metric, not per series
+    counter = np.fromiter(
+        (is_counter[m] if (m := k.metric) in is_counter else is_counter.setdefault(m, _is_counter(m, types)) for k in ser_keys),
+        dtype=bool,
+        count=n_ser,
+    )
     if counter.any():
         c = mat[counter]
         d = np.full(c.shape, np.nan)
@@ -164,7 +169,11 @@ def _text(k: SeriesKey) -> str:
         if not k.labels:
             t = k.metric
         else:  # SeriesKey.text(), escaping only the values that need it
-            inner = ",".join(f'{a}="{v if _PLAIN.match(v) else _escape(v)}"' for a, v in k.labels)
+            raw = "".join([v for _, v in k.labels])
+            if "\\" in raw or '"' in raw or "\n" in raw:
+                inner = ",".join(f'{a}="{v if _PLAIN.match(v) else _escape(v)}"' for a, v in k.labels)
+            else:
+                inner = ",".join([f'{a}="{v}"' for a, v in k.labels])
             t = f"{k.metric}{{{inner}}}"
         _TEXTS[k] = t
     return t
