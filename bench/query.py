@@ -3,19 +3,25 @@
     python bench/query.py                 # quick: 1,000 GPUs x 24 h at 10 s
     python bench/query.py --gpus 8000     # the full run
     python bench/query.py --no-vm         # Sightglass only
+    python bench/query.py --data /tmp/q   # keep the loaded data there and reuse it on the next run
 
 The same samples (generated with numpy, DCGM metric names, Hostname/gpu labels) go into a fresh
 Sightglass store and, when ``victoria-metrics`` is installed, into a VictoriaMetrics started for the run
 (``/api/v1/import``, then ``/internal/force_flush``). Each query runs ``--repeat`` times on both;
 VictoriaMetrics is asked with ``nocache=1`` over HTTP, Sightglass is timed in-process including
-JSON encoding of the result. The two engines differ in semantics (VictoriaMetrics' ``rate`` does not
+JSON encoding of the result. Besides the median wall time, the median CPU time of each query is
+printed: Sightglass' whole process (DuckDB's threads included) and the VictoriaMetrics process (from
+``/proc/<pid>/stat``), because on a shared machine the wall clock moves with the load. The two engines differ in semantics (VictoriaMetrics' ``rate`` does not
 extrapolate, for one), so the numbers compare latency, not answers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -23,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -114,6 +120,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+_CLK_TCK = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+
+
 class Victoria:
     def __init__(self, binary: str, workdir: Path) -> None:
         self.port = _free_port()
@@ -168,6 +186,9 @@ class Victoria:
             raise RuntimeError(f"victoria-metrics: {body}")
         return len(body["data"]["result"])
 
+    def cpu_s(self) -> float:
+        return _proc_cpu_s(self.proc.pid)
+
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
@@ -180,13 +201,39 @@ def _sightglass(engine: Engine, q: str, start: int, end: int, step: int) -> int:
     return len(res.matrix) if step else len(res.vector)
 
 
-def _median(fn: object, repeat: int) -> float:
-    times = []
+def _median(fn: Callable[[], object], repeat: int, cpu: Callable[[], float]) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds (as ``cpu()`` counts them) of ``repeat`` calls."""
+    times, cpus = [], []
     for _ in range(repeat):
+        c0 = cpu()
         t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        cpus.append(cpu() - c0)
+    return statistics.median(times), statistics.median(cpus)
+
+
+def _load(args: argparse.Namespace, store: DuckDBStore, vm: Victoria | None, end_ms: int) -> None:
+    t0 = time.perf_counter()
+    total, t_sg, t_vm = 0, 0.0, 0.0
+    for batch in generate(args.gpus, args.hours, args.interval, end_ms):
+        total += len(batch)
+        a = time.perf_counter()
+        store.append(batch)
+        t_sg += time.perf_counter() - a
+        if vm:
+            a = time.perf_counter()
+            vm.load(batch)
+            t_vm += time.perf_counter() - a
+    a = time.perf_counter()
+    store.compact(force=False)
+    t_compact = time.perf_counter() - a
+    if vm:
+        vm.flush()
+    print(
+        f"loaded {total:,} samples (load: sightglass {t_sg:.1f} s + compaction {t_compact:.1f} s, "
+        f"victoria-metrics {t_vm:.1f} s incl. JSON encoding; total {time.perf_counter() - t0:.1f} s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,54 +243,61 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=int, default=10, help="seconds between samples")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-vm", action="store_true")
+    ap.add_argument("--data", help="keep the loaded data in this directory and reuse it when the shape matches")
+    ap.add_argument("--only", help="run only the queries whose title contains this")
     ap.add_argument("--vm", default=shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics")
     args = ap.parse_args(argv)
-    end_ms = (int(time.time() * 1000) // 60_000) * 60_000 - 60_000
     use_vm = not args.no_vm and Path(args.vm).exists()
-    with tempfile.TemporaryDirectory(prefix="sightglass-bench-") as d:
-        work = Path(d)
+    with contextlib.ExitStack() as stack:
+        if args.data:
+            work = Path(args.data)
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sightglass-bench-")))
+        shape = f"{args.gpus} GPUs, {args.hours:g} h at {args.interval} s"
+        stamp = work / "shape.json"
+        reuse = stamp.exists() and json.loads(stamp.read_text()).get("shape") == shape
+        if reuse and use_vm and not (work / "vm").exists():
+            reuse = False
+        if not reuse:
+            for sub in ("vm", "sg"):
+                shutil.rmtree(work / sub, ignore_errors=True)
+            stamp.unlink(missing_ok=True)
+            end_ms = (int(time.time() * 1000) // 60_000) * 60_000 - 60_000
+        else:
+            end_ms = int(json.loads(stamp.read_text())["end_ms"])
         vm = Victoria(args.vm, work) if use_vm else None
+        if vm:
+            stack.callback(vm.close)
         # compaction runs once, after the load: all but the newest hour goes to sorted day partitions
         store = DuckDBStore(work / "sg", options=StoreOptions(compact_every_s=10**9))
-        try:
-            t0 = time.perf_counter()
-            total, t_sg, t_vm = 0, 0.0, 0.0
-            for batch in generate(args.gpus, args.hours, args.interval, end_ms):
-                total += len(batch)
-                a = time.perf_counter()
-                store.append(batch)
-                t_sg += time.perf_counter() - a
-                if vm:
-                    a = time.perf_counter()
-                    vm.load(batch)
-                    t_vm += time.perf_counter() - a
-            a = time.perf_counter()
-            store.compact(force=False)
-            t_compact = time.perf_counter() - a
-            if vm:
-                vm.flush()
-            print(
-                f"{total:,} samples, {args.gpus} GPUs, {args.hours:g} h at {args.interval} s "
-                f"(load: sightglass {t_sg:.1f} s + compaction {t_compact:.1f} s, "
-                f"victoria-metrics {t_vm:.1f} s incl. JSON encoding; total {time.perf_counter() - t0:.1f} s)"
+        stack.callback(store.close)
+        if reuse:
+            print(f"reusing the data in {work}")
+        else:
+            _load(args, store, vm, end_ms)
+            if args.data:
+                stamp.write_text(json.dumps({"shape": shape, "end_ms": end_ms}))
+        print(f"{shape}; {store.count('samples_head'):,} samples still in the head")
+        engine = Engine(store)
+        print(
+            f"{'query':44s} {'series':>6s} {'sightglass':>10s} {'(cpu)':>7s} "
+            f"{'victoria':>8s} {'(cpu)':>7s} {'ratio':>6s} {'cpu ratio':>9s}"
+        )
+        for title, q, start, end, step in queries(end_ms):
+            if args.only and args.only not in title:
+                continue
+            n = _sightglass(engine, q, start, end, step)  # warm-up (and the series count)
+            sg, sg_cpu = _median(
+                functools.partial(_sightglass, engine, q, start, end, step), args.repeat, time.process_time
             )
-            engine = Engine(store)
-            print(f"{'query':44s} {'series':>7s} {'sightglass':>11s} {'victoria':>9s} {'ratio':>7s}")
-            for title, q, start, end, step in queries(end_ms):
-                n = _sightglass(engine, q, start, end, step)  # warm-up (and the series count)
-                sg = _median(
-                    lambda q=q, s=start, e=end, st=step: _sightglass(engine, q, s, e, st), args.repeat
-                )
-                line = f"{title:44s} {n:7d} {sg * 1000:9.0f}ms"
-                if vm:
-                    vm.query(q, start, end, step)
-                    vt = _median(lambda q=q, s=start, e=end, st=step: vm.query(q, s, e, st), args.repeat)
-                    line += f" {vt * 1000:7.0f}ms {sg / vt:6.1f}x"
-                print(line, flush=True)
-        finally:
-            store.close()
+            line = f"{title:44s} {n:6d} {sg * 1000:8.0f}ms {sg_cpu * 1000:5.0f}ms"
             if vm:
-                vm.close()
+                vm.query(q, start, end, step)
+                vt, vt_cpu = _median(functools.partial(vm.query, q, start, end, step), args.repeat, vm.cpu_s)
+                line += f" {vt * 1000:6.0f}ms {vt_cpu * 1000:5.0f}ms {sg / vt:5.1f}x"
+                line += f" {sg_cpu / vt_cpu:8.1f}x" if vt_cpu > 0 else f" {'-':>8s}"
+            print(line, flush=True)
     return 0
 
 

@@ -112,6 +112,10 @@ def concat_vectors(parts: Iterable[Vector], steps: int) -> Vector:
     )
 
 
+LOOP_MIN_STEPS = 16  # searches with at least this many bounds go series by series
+LOOP_MAX_SERIES = 2_000  # ... and so do searches over at most this many series
+
+
 @dataclass(slots=True)
 class Packed:
     """Samples of many series in one array: series ``i`` is ``t[off[i]:off[i+1]]``."""
@@ -135,6 +139,18 @@ class Packed:
         n = len(self.labels)
         if n == 0:
             return np.zeros((0, len(bounds)), dtype=np.int64)
+        if self._key is None and (len(bounds) >= LOOP_MIN_STEPS or n <= LOOP_MAX_SERIES):
+            # one search per series: each series' times are small and cache-resident, and the
+            # bounds are sorted, so this beats one search over a composite key for every step count
+            # but the smallest (an instant query over very many series)
+            out = np.empty((n, len(bounds)), dtype=np.int64)
+            off = self.off.tolist()
+            t = self.t
+            for i in range(n):
+                a = off[i]
+                out[i] = np.searchsorted(t[a : off[i + 1]], bounds, side=side)  # type: ignore[call-overload]
+                out[i] += a
+            return out
         if self._key is None:
             t0 = int(self.t.min()) if len(self.t) else 0
             span = (int(self.t.max()) - t0 + 2) if len(self.t) else 2

@@ -62,6 +62,7 @@ from sightglass.store import head as _head
 from sightglass.store.base import LimitExceeded, StoreError, WriteResult
 from sightglass.store.index import SeriesIndex
 from sightglass.store.memory import keep_freed_memory
+from sightglass.store.read_order import order_parts
 from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row
 from sightglass.store.rows import to_json as _json
 
@@ -964,40 +965,7 @@ class DuckDBStore:
                 if attempt:
                     raise
                 self._delta_days = self._load_delta_days()
-        parts = [p for p in parts if len(p[0])]
-        if not parts:
-            return empty
-        if len(parts) == 1:
-            sid, ts, vals, stale = parts[0]
-        else:
-            sid, ts, vals, stale = (np.concatenate([p[i] for p in parts]) for i in range(4))
-        if rank is not None:
-            sid = rank[sid]
-            if (sid < 0).any():
-                ok = sid >= 0
-                sid, ts, vals, stale = sid[ok], ts[ok], vals[ok], stale[ok]
-                if not len(sid):
-                    return empty
-        if len(sid) == 1:
-            return sid, ts, vals, stale
-        t0 = int(ts.min())
-        span = int(ts.max()) - t0 + 2
-        if (int(sid.max()) + 1) * span < 2**62:
-            key = sid * span
-            key += ts
-            key -= t0
-            if not (key[1:] >= key[:-1]).all():
-                order = _stable_order(sid, key)  # stable: sources and rows keep their write order
-                sid, ts, vals, stale, key = sid[order], ts[order], vals[order], stale[order], key[order]
-            dup = key[1:] == key[:-1]
-        else:
-            order = np.lexsort((ts, sid))  # stable too
-            sid, ts, vals, stale = sid[order], ts[order], vals[order], stale[order]
-            dup = (sid[1:] == sid[:-1]) & (ts[1:] == ts[:-1])
-        if dup.any():  # last write wins
-            keep = np.append(~dup, True)
-            sid, ts, vals, stale = sid[keep], ts[keep], vals[keep], stale[keep]
-        return sid, ts, vals, stale
+        return order_parts(parts, rank)
 
     def _read_sources(
         self, ids: np.ndarray, lo: int, hi: int, limit: int | None
@@ -1339,22 +1307,6 @@ class DuckDBStore:
     def iter_tables(self) -> Iterator[str]:
         for (t,) in self.cursor().execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall():
             yield t
-
-
-def _stable_order(sid: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """Stable argsort of ``key`` (= sid * span + ts).
-
-    The sources come one after the other and each is nearly in time order per series, so sorting by
-    series alone usually suffices; numpy sorts 16-bit integers stably by radix, in linear time. Only
-    if that leaves the times out of order (late data) does a full sort of the key follow.
-    """
-    if int(sid.max()) < 2**15:
-        order = np.argsort(sid.astype(np.int16), kind="stable")
-        k = key[order]
-        if (k[1:] >= k[:-1]).all():
-            return order
-        return order[np.argsort(k, kind="stable")]
-    return np.argsort(key, kind="stable")
 
 
 def _values_and_stale(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
