@@ -19,6 +19,7 @@ import promql_parser
 
 from sightglass.model import Matcher
 from sightglass.promql import functions as fn
+from sightglass.promql import rollup
 from sightglass.promql.operators import aggregate, scalar_scalar, vector_scalar, vector_vector
 from sightglass.promql.reader import read_packed
 from sightglass.promql.result import InstantSample, QueryError, QueryResult, RangeSeries
@@ -206,6 +207,14 @@ class _Eval:
         packed, _ = self._read(vs, int(end.min()) - rng, int(end.max()), drop_stale=True)
         return RangeVector(packed, rng, end, self._eval_t(vs, ts))
 
+    def raw_range_function(self, name: str, node: Any, ts: np.ndarray) -> Vector:
+        """``name(node)`` from raw samples at steps ``ts``, rows with their full label sets (for
+        :mod:`sightglass.promql.rollup`, which fills the other steps from rollups)."""
+        rv = self.matrix_selector(node, ts)
+        rv.full_labels = True
+        out = fn.range_function(name, rv, [])
+        return out
+
     def _eval_t(self, node: Any, ts: np.ndarray) -> np.ndarray:
         # under @ Prometheus evaluates the step-invariant part once, at the query start
         return np.full(len(ts), self.start_ms, dtype=np.int64) if self._at(node) is not None else ts
@@ -283,6 +292,11 @@ class _Eval:
                 scalars, rv_node = [self._scalar(args[0], ts, name).v], args[1]
             else:
                 scalars, rv_node = [self._scalar(a, ts, name).v for a in args[1:]], args[0]
+            inner = _unparen(rv_node)
+            if not scalars and _kind(inner) == "MatrixSelector":
+                from_rollup = rollup.evaluate(self, name, inner, ts)
+                if from_rollup is not None:
+                    return from_rollup
             rv = self.eval(rv_node, ts)
             if not isinstance(rv, RangeVector):
                 raise QueryError(f"expected type range vector in call to function {name!r}")
@@ -411,8 +425,10 @@ class Engine:
         lookback_ms: int = DEFAULT_LOOKBACK_MS,
         max_samples: int | None = None,
         timeout_s: float | None = None,
+        use_rollups: bool = True,
     ) -> None:
         self.store = store
+        self.use_rollups = use_rollups  # answer range functions from rollups where exact (promql/rollup.py)
         self.lookback_ms = lookback_ms
         self.max_samples = max_samples
         self.timeout_s = timeout_s

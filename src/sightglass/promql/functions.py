@@ -189,6 +189,8 @@ def _window_sums(rv: RangeVector, x: np.ndarray, lo: np.ndarray, hi: np.ndarray)
 
 
 def _out(rv: RangeVector, values: np.ndarray, mask: np.ndarray, keep_name: bool = False) -> Vector:
+    if rv.full_labels:
+        return Vector(list(rv.data.labels), values, mask)
     labels = rv.data.labels if keep_name else [drop_name(lab) for lab in rv.data.labels]
     vec = Vector(list(labels), values, mask).compact()
     return merge_same_labels(vec)
@@ -224,8 +226,25 @@ def _extrapolated(rv: RangeVector, is_counter: bool, is_rate: bool) -> Vector:
             for j in range(int(cnt.max(initial=0))):
                 k = at[np.minimum(a + j, len(at) - 1)]
                 result = np.where(j < cnt, result + v[k - 1], result)
-    range_start = rv.end - rv.range_ms
-    range_end = rv.end
+    result = extrapolate(result, fv, ft, lt, n, rv.end, rv.range_ms, is_counter, is_rate)
+    return _out(rv, result, mask)
+
+
+def extrapolate(
+    result: np.ndarray,
+    fv: np.ndarray,
+    ft: np.ndarray,
+    lt: np.ndarray,
+    n: np.ndarray,
+    end: np.ndarray,
+    range_ms: int,
+    is_counter: bool,
+    is_rate: bool,
+) -> np.ndarray:
+    """Prometheus 2.42's ``extrapolatedRate`` from each window's raw difference ``result`` (resets
+    added back for counters), first value ``fv``, first/last sample times and sample count."""
+    range_start = end - range_ms
+    range_end = end
     with np.errstate(divide="ignore", invalid="ignore"):
         to_start = (ft - range_start[None, :]) / 1000.0
         to_end = (range_end[None, :] - lt) / 1000.0
@@ -240,9 +259,8 @@ def _extrapolated(rv: RangeVector, is_counter: bool, is_rate: bool) -> Vector:
         interval = interval + np.where(to_end < thresh, to_end, avg_between / 2)
         factor = interval / sampled  # one scale factor, as Prometheus 2.42 (bit-identical results)
         if is_rate:
-            factor = factor / (rv.range_ms / 1000.0)
-        result = result * factor
-    return _out(rv, result, mask)
+            factor = factor / (range_ms / 1000.0)
+        return np.asarray(result * factor)
 
 
 def _instant_value(rv: RangeVector, is_rate: bool) -> Vector:

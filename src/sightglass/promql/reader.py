@@ -24,15 +24,10 @@ def read_packed(
     """``(labels, off, ts, values, stale)`` for the series matching ``matchers`` in ``[lo, hi]``."""
     if not all(hasattr(store, a) for a in ("select_ids", "read_arrays", "index")):
         return _via_select(store, matchers, lo, hi, limit)
-    ids = store.select_ids(matchers)
+    ids, known, lut = ordered_ids(store, matchers)
     if ids.size == 0:
         return [], np.zeros(1, dtype=np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, bool)
-    # series in label order, as Prometheus' storage returns them (aggregations then add in its order)
     keys = store.index.keys
-    known = [int(i) for i in ids.tolist() if int(i) in keys]
-    known.sort(key=lambda i: tuple(sorted(keys[i].all_labels().items())))
-    lut = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
-    lut[np.array(known, dtype=np.int64)] = np.arange(len(known), dtype=np.int64)
     try:
         rank, ts, vals, stale = store.read_arrays(ids, lo, hi, limit_samples=limit, rank=lut)
     except Exception as e:
@@ -47,6 +42,20 @@ def read_packed(
     labels: list[LabelSet] = [keys[known[r]].all_labels() for r in present.tolist()]
     off = np.append(starts, len(rank)).astype(np.int64)
     return labels, off, ts, vals, stale
+
+
+def ordered_ids(store: Any, matchers: Sequence[Matcher]) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """The matching ids; the known ones in label order, as Prometheus' storage returns series (so
+    aggregations add in its order); and a lookup table from id to that rank (-1: not known)."""
+    ids = store.select_ids(matchers)
+    if ids.size == 0:
+        return ids, [], np.empty(0, np.int64)
+    keys = store.index.keys
+    known = [int(i) for i in ids.tolist() if int(i) in keys]
+    known.sort(key=lambda i: tuple(sorted(keys[i].all_labels().items())))
+    lut = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+    lut[np.array(known, dtype=np.int64)] = np.arange(len(known), dtype=np.int64)
+    return ids, known, lut
 
 
 def _via_select(

@@ -179,6 +179,7 @@ class RangeVector:
     range_ms: int
     end: np.ndarray  # (steps,) window ends (evaluation time - offset, or the @ time - offset)
     eval_t: np.ndarray  # (steps,) the evaluation time the window belongs to (predict_linear's origin)
+    full_labels: bool = False  # functions keep every series and its full labels (no name drop, no merge)
 
     def windows(self) -> tuple[np.ndarray, np.ndarray]:
         """``lo``/``hi`` absolute sample indices per (series, step): the window is ``[lo, hi)``."""

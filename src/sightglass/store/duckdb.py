@@ -112,6 +112,17 @@ MIGRATIONS: list[str] = [
     # 3: samples_head and unsealed days move to the head file (sightglass.store.head); main keeps a view
     # named samples_head. Done in code (DuckDBStore._migrate_head_file): a transaction writes one file.
     "SELECT 1;",
+    # 4: rollup buckets keep what answers PromQL range functions exactly (store/rollup_read.py): the
+    # first value, the first/last sample times, the resets inside the bucket and duplicate timestamps
+    """
+    ALTER TABLE rollup_5m ADD COLUMN IF NOT EXISTS first DOUBLE;
+    ALTER TABLE rollup_5m ADD COLUMN IF NOT EXISTS first_off INTEGER;
+    ALTER TABLE rollup_5m ADD COLUMN IF NOT EXISTS last_off INTEGER;
+    ALTER TABLE rollup_5m ADD COLUMN IF NOT EXISTS reset_sum DOUBLE;
+    ALTER TABLE rollup_5m ADD COLUMN IF NOT EXISTS dups INTEGER;
+    ALTER TABLE rollup_1h ADD COLUMN IF NOT EXISTS reset_sum DOUBLE;
+    ALTER TABLE rollup_1h ADD COLUMN IF NOT EXISTS dups INTEGER;
+    """,
 ]
 _HEAD_FILE_VERSION = 3
 
@@ -823,22 +834,34 @@ class DuckDBStore:
         """Rollups of one whole day (``table``: a table or a parenthesised SELECT of series_id, ts,
         value), written sorted by (series_id, ts)."""
         for rtable, width, full in which:
-            # the 5-minute rollup keeps only what long-range dashboards need, so it stays far smaller
-            # than the raw data; the hourly one keeps first/last with their times too
-            extra = "arg_min(value, ts), arg_max(value, ts), min(ts), max(ts)," if full else "arg_max(value, ts),"
-            # buckets are [start, start + width), named by their start, so a day's buckets stay inside it
+            # buckets are [start, start + width), named by their start, so a day's buckets stay inside it.
+            # inc: the reset-adjusted increase from the previous sample (across buckets); reset_sum: the
+            # value before each drop inside the bucket (PromQL's rate adds those); dups: rows sharing a
+            # timestamp (such a bucket cannot answer exactly). The hourly rollup keeps the first/last
+            # times absolute, the 5-minute one as offsets from the bucket start (they compress to
+            # nearly nothing on regular scrapes).
+            if full:
+                cols = "first, last, first_ts, last_ts"
+                extra = "arg_min(value, ts), arg_max(value, ts), min(ts), max(ts)"
+            else:
+                cols = "last, first, first_off, last_off"
+                extra = "arg_max(value, ts), arg_min(value, ts), (min(ts) - b)::INTEGER, (max(ts) - b)::INTEGER"
             cur.execute(
                 f"""
-                INSERT INTO {rtable}
-                WITH s AS (
-                    SELECT series_id, ts, value,
-                           value - lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS d
+                INSERT INTO {rtable} (series_id, ts, cnt, sum, min, max, {cols}, inc, reset_sum, dups)
+                WITH r AS (
+                    SELECT series_id, ts, value, (floor(ts / {width}.0) * {width})::BIGINT AS b
                     FROM {table} WHERE value IS NOT NULL
+                ), s AS (
+                    SELECT series_id, ts, value, b,
+                           value - lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS d,
+                           lag(value) OVER (PARTITION BY series_id, b ORDER BY ts) AS prev
+                    FROM r
                 )
-                SELECT series_id,
-                       (floor(ts / {width}.0) * {width})::BIGINT AS b,
-                       count(*)::INTEGER, sum(value), min(value), max(value), {extra}
-                       sum(CASE WHEN d IS NULL THEN 0 WHEN d < 0 THEN value ELSE d END)
+                SELECT series_id, b, count(*)::INTEGER, sum(value), min(value), max(value), {extra},
+                       sum(CASE WHEN d IS NULL THEN 0 WHEN d < 0 THEN value ELSE d END),
+                       sum(CASE WHEN value < prev THEN prev ELSE 0 END),
+                       (count(*) - count(DISTINCT ts))::INTEGER
                 FROM s GROUP BY series_id, b ORDER BY series_id, b
                 """
             )
