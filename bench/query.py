@@ -111,6 +111,10 @@ def queries(end_ms: int) -> list[tuple[str, str, int, int, int]]:
         ("p99 TTFT per model, 24h @1m",
          "histogram_quantile(0.99, sum by (model, le) (rate(vllm:time_to_first_token_seconds_bucket[5m])))",
          day, end_ms, 60_000),
+        # a whole-hour window at hour steps: answered from the hourly rollup on sealed days
+        ("hourly energy per node, 24h @1h",
+         "sum by (Hostname) (increase(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION[1h]))",
+         (day // HOUR + 1) * HOUR, (end_ms // HOUR) * HOUR, HOUR),
     ]  # fmt: skip
 
 
@@ -244,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-vm", action="store_true")
     ap.add_argument("--data", help="keep the loaded data in this directory and reuse it when the shape matches")
+    ap.add_argument("--no-rollups", action="store_true", help="answer every query from raw samples")
     ap.add_argument("--only", help="run only the queries whose title contains this")
     ap.add_argument("--vm", default=shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics")
     args = ap.parse_args(argv)
@@ -279,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.data:
                 stamp.write_text(json.dumps({"shape": shape, "end_ms": end_ms}))
         print(f"{shape}; {store.count('samples_head'):,} samples still in the head")
-        engine = Engine(store)
+        engine = Engine(store, use_rollups=not args.no_rollups)
         print(
             f"{'query':44s} {'series':>6s} {'sightglass':>10s} {'(cpu)':>7s} "
             f"{'victoria':>8s} {'(cpu)':>7s} {'ratio':>6s} {'cpu ratio':>9s}"
