@@ -853,10 +853,9 @@ class DuckDBStore:
                     SELECT series_id, ts, value, (floor(ts / {width}.0) * {width})::BIGINT AS b
                     FROM {table} WHERE value IS NOT NULL
                 ), s AS (
-                    SELECT series_id, ts, value, b,
-                           value - lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS d,
-                           lag(value) OVER (PARTITION BY series_id, b ORDER BY ts) AS prev
-                    FROM r
+                    SELECT series_id, ts, value, b, value - lag(value) OVER w AS d,
+                           CASE WHEN lag(b) OVER w = b THEN lag(value) OVER w END AS prev
+                    FROM r WINDOW w AS (PARTITION BY series_id ORDER BY ts)
                 )
                 SELECT series_id, b, count(*)::INTEGER, sum(value), min(value), max(value), {extra},
                        sum(CASE WHEN d IS NULL THEN 0 WHEN d < 0 THEN value ELSE d END),
