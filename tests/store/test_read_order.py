@@ -44,3 +44,16 @@ def test_empty_and_sorted_input() -> None:
     big = _part([2**40, 3, 2**40], [2**60, 1, 5], [1, 2, 3])
     sid, ts, _, _ = order_parts([big])
     assert sid.tolist() == [3, 2**40, 2**40] and ts.tolist() == [1, 5, 2**60]
+
+
+def test_sorted_parts_merge_by_series_and_late_data_still_sorts() -> None:
+    sealed = _part([0, 0, 1, 1], [10, 20, 10, 20], [1, 2, 11, 12])
+    head = _part([1, 0, 1], [30, 30, 40], [13, 3, 14])
+    sid, ts, vals, _ = order_parts([sealed, head])
+    assert sid.tolist() == [0, 0, 0, 1, 1, 1, 1] and vals.tolist() == [1, 2, 3, 11, 12, 13, 14]
+    late = _part([0, 1], [15, 20], [1.5, 99])  # sorted itself, but inside the earlier part's time
+    sid, ts, vals, _ = order_parts([sealed, late])
+    assert ts.tolist() == [10, 15, 20, 10, 20] and vals.tolist() == [1, 1.5, 2, 11, 99]
+    rank = np.array([1, 0])  # the rank reverses the series: each part stays sorted by rank
+    sid, ts, vals, _ = order_parts([sealed, head], rank)
+    assert sid.tolist() == [0, 0, 0, 0, 1, 1, 1] and vals.tolist() == [11, 12, 13, 14, 1, 2, 3]
