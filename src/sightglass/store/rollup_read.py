@@ -10,8 +10,8 @@ Which spans are complete (:func:`coverage`):
   data unseals it; it outlives the raw day);
 - ``5m``: the days before the oldest raw day (the 5-minute rollup is written from the raw day when
   retention drops it; days without any data are trivially complete);
-- neither reaches past the oldest sample still in the head, which may be late data for a day
-  already rolled up.
+- neither covers a day with unsealed data (a stage in the head file) nor reaches past the oldest
+  sample still in the head, which may be late data for a day already rolled up.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from sightglass.store import head as _head
 
 DAY_MS = 86_400_000
 WIDTHS = {"1h": 3_600_000, "5m": 300_000}
@@ -38,10 +40,13 @@ def coverage(store: Any, resolution: str) -> list[tuple[int, int]]:
     try:
         row = cur.execute("SELECT min(ts) FROM samples_head").fetchone()
         head_min = int(row[0]) if row and row[0] is not None else 2**62
+        # days with unsealed data (their stages in the head file) are raw data, never rolled up yet
+        staged = {_day_start(d) for d in _head.stage_days(cur)} if hasattr(store, "head_path") else set()
         if resolution == "1h":
             sealed = sorted(
-                _day_start(k[len("sealed:") :])
+                d
                 for (k,) in cur.execute("SELECT key FROM meta WHERE key LIKE 'sealed:%'").fetchall()
+                if (d := _day_start(k[len("sealed:") :])) not in staged
             )
             spans: list[tuple[int, int]] = []
             for d in sealed:
@@ -50,7 +55,7 @@ def coverage(store: Any, resolution: str) -> list[tuple[int, int]]:
                 else:
                     spans.append((d, d + DAY_MS))
         elif resolution == "5m":
-            days = [_day_start(t[len("samples_") :]) for t in store.partitions()]
+            days = [_day_start(t[len("samples_") :]) for t in store.partitions()] + sorted(staged)
             spans = [(_NEG, min(days) if days else 2**62)]
         else:
             raise ValueError(f"unknown rollup resolution {resolution!r} (5m or 1h)")
