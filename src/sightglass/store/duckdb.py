@@ -65,6 +65,7 @@ from sightglass.store.memory import keep_freed_memory
 from sightglass.store.read_order import order_parts
 from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row
 from sightglass.store.rows import to_json as _json
+from sightglass.store.tx import transaction
 
 log = logging.getLogger(__name__)
 
@@ -275,17 +276,12 @@ class DuckDBStore:
                 continue
             if i == 0:
                 script = script.replace("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);", "")
-            con.execute("BEGIN")
-            try:
+            with transaction(con):
                 con.execute(script)
                 con.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                     [str(i + 1)],
                 )
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
 
     def _migrate_head_file(self, con: duckdb.DuckDBPyConnection) -> None:
         """Schema 3: the head's rows go to the head file; ``samples_head`` in main becomes a view.
@@ -301,24 +297,14 @@ class DuckDBStore:
         if has_table and has_table[0]:
             copied = con.execute(f"SELECT count(*) FROM {h}.head_meta WHERE key = 'migrated_main_head'").fetchone()
             if not (copied and copied[0]):
-                con.execute("BEGIN")
-                try:
+                with transaction(con):
                     con.execute(f'INSERT INTO {h}.samples_head SELECT * FROM "{self._main_db}".main.samples_head')
                     con.execute(f"INSERT INTO {h}.head_meta VALUES ('migrated_main_head', '1')")
-                    con.execute("COMMIT")
-                except Exception:
-                    con.execute("ROLLBACK")
-                    raise
-        con.execute("BEGIN")
-        try:
+        with transaction(con):
             if has_table and has_table[0]:
                 con.execute("DROP TABLE samples_head")
             con.execute(f"CREATE OR REPLACE VIEW samples_head AS SELECT * FROM {h}.samples_head")
             con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(_HEAD_FILE_VERSION)])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
 
     def _sealed_tokens(self) -> dict[str, str]:
         rows = self.cursor().execute("SELECT key, value FROM meta WHERE key LIKE 'sealed_stage:%'").fetchall()
@@ -664,8 +650,7 @@ class DuckDBStore:
             cur.unregister("_lasts")
         stages = set(_head.stage_days(cur))
         moved = 0
-        cur.execute("BEGIN")
-        try:
+        with transaction(cur):
             for d in days:
                 lo = d * DAY_MS
                 hi = min(lo + DAY_MS, cutoff)
@@ -684,10 +669,6 @@ class DuckDBStore:
             cur.execute(f"CREATE TABLE {h}.samples_head_new AS SELECT * FROM {h}.samples_head WHERE ts >= ?", [cutoff])
             cur.execute(f"DROP TABLE {h}.samples_head")
             cur.execute(f"ALTER TABLE {h}.samples_head_new RENAME TO samples_head")
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         for sid, last in zip(lasts.column("series_id").to_pylist(), lasts.column("last").to_pylist(), strict=True):
             if last > self._last_ms.get(sid, -(2**63)):
                 self._last_ms[sid] = last
@@ -737,20 +718,14 @@ class DuckDBStore:
             parts.append(f"SELECT series_id, ts, value, rowid AS r, 1 AS src FROM {_head.stage(day)}")
         token = _head.token(cur, day) if staged else None
         scratch = _head.scratch(day)
-        cur.execute("BEGIN")
-        try:
+        with transaction(cur):
             cur.execute(f"DROP TABLE IF EXISTS {scratch}")
             # src then rowid: duplicates stay in write order (an earlier seal's rows, then the stage's)
             cur.execute(
                 f"CREATE TABLE {scratch} AS SELECT series_id, ts, value FROM ({' UNION ALL '.join(parts)}) "
                 "ORDER BY series_id, ts, src, r"
             )
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("BEGIN")
-        try:
+        with transaction(cur):
             self._unseal(cur, day, day_start)  # an earlier seal's rollups
             cur.execute(f"DROP TABLE IF EXISTS {table}")
             cur.execute(f"DROP TABLE IF EXISTS tsbase_{day}")
@@ -759,18 +734,9 @@ class DuckDBStore:
             cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"sealed:{day}", str(int(time.time()))])
             if token is not None:
                 cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"sealed_stage:{day}", token])
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         self._delta_days = self._delta_days | {day} if delta else self._delta_days - {day}
-        cur.execute("BEGIN")
-        try:
+        with transaction(cur):
             _head.drop_stage(cur, day)
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
 
     def _write_sealed(self, cur: duckdb.DuckDBPyConnection, src: str, day: str, day_start: int) -> bool:
         """Create ``samples_<day>`` in the main file from ``src`` (sorted), as ``(series_id, hour, dt,
@@ -896,16 +862,11 @@ class DuckDBStore:
                 # the raw day goes; its 5-minute rollup is made now, from the raw data, once
                 day = m.group(1)
                 source = f"({self._absolute_sql(day)})" if day in self._delta_days else table
-                cur.execute("BEGIN")
-                try:
+                with transaction(cur):
                     cur.execute("DELETE FROM rollup_5m WHERE ts >= ? AND ts < ?", [day_start, day_start + DAY_MS])
                     self._rollup(cur, source, day_start, (("rollup_5m", 5 * MINUTE_MS, False),))
                     cur.execute(f"DROP TABLE {table}")
                     cur.execute(f"DROP TABLE IF EXISTS tsbase_{day}")
-                    cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
                 self._delta_days = self._delta_days - {m.group(1)}
                 log.info("retention: dropped %s", table)
         rhorizon = newest - self.options.rollup_retention_ms

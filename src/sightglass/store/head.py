@@ -32,6 +32,8 @@ from pathlib import Path
 
 import duckdb
 
+from sightglass.store.tx import transaction
+
 HEAD = "sg_head"
 HEAD_FILENAME = "head.duckdb"
 _STAGE_RE = re.compile(r"^stage_(\d{8})$")
@@ -109,17 +111,12 @@ def recover(cur: duckdb.DuckDBPyConnection, sealed_tokens: dict[str, str]) -> li
     days = [d for d in stage_days(cur) if sealed_tokens.get(d) is not None and token(cur, d) == sealed_tokens[d]]
     if not leftovers and not days:
         return done
-    cur.execute("BEGIN")
-    try:
+    with transaction(cur):
         for t in leftovers:
             cur.execute(f"DROP TABLE {HEAD}.{t}")
         for d in days:
             drop_stage(cur, d)
             done.append(d)
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
     return done
 
 
@@ -146,16 +143,11 @@ def shrink(cur: duckdb.DuckDBPyConnection, *, min_free_bytes: int = 1 << 20) -> 
     size, used, free = block_usage(cur)
     if free * size < min_free_bytes or free < used:
         return True  # nothing worth giving back
-    cur.execute("BEGIN")
-    try:
+    with transaction(cur):
         for t in tables(cur):
             cur.execute(f"CREATE TABLE {HEAD}.{t}__copy AS SELECT * FROM {HEAD}.{t}")
             cur.execute(f"DROP TABLE {HEAD}.{t}")
             cur.execute(f"ALTER TABLE {HEAD}.{t}__copy RENAME TO {t}")
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
     _checkpoint(cur)  # if refused now, a later CHECKPOINT truncates the file
     return True
 
