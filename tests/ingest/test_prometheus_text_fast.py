@@ -7,12 +7,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sightglass.ingest.prometheus_text import ParseError, TextParser
+from sightglass.ingest.prometheus_text import ParseError, ParseResult, TextParser
 from sightglass.model import SampleBatch
 
 
 def _rows(batch: SampleBatch) -> list[tuple[str, int, float]]:
     return sorted((k.text(), t, v if v == v else -1.0) for k, t, v in batch.rows())  # type: ignore[misc]
+
+
+def _reads_like_a_fresh_parser(
+    p: TextParser, body: str, default_ts_ms: int, *, learn_first: bool = False
+) -> tuple[ParseResult, ParseResult] | None:
+    """``p`` gives the same rows as a fresh parser (returns both results), or fails with the same message."""
+    try:
+        want = TextParser().parse(body, default_ts_ms=default_ts_ms)
+    except ParseError as e:
+        with pytest.raises(ParseError) as info:
+            p.parse(body, default_ts_ms=default_ts_ms)
+        assert str(info.value) == str(e)
+        return None
+    if learn_first:
+        p.parse(body, default_ts_ms=default_ts_ms)
+    got = p.parse(body, default_ts_ms=default_ts_ms)
+    assert _rows(got.batch) == _rows(want.batch)
+    return got, want
 
 
 def _body(n: int, ts: int | None, value: int = 1) -> str:
@@ -76,17 +94,7 @@ def test_hot_path_equals_a_fresh_parser(lines: list[tuple[str, str, str | None]]
         if same_ts and ts is not None:
             rows[-1] += f" {ts}"
     body = "\n".join(rows) + "\n"
-    p = TextParser()
-    try:
-        want = TextParser().parse(body, default_ts_ms=7)
-    except ParseError as e:
-        with pytest.raises(ParseError) as info:
-            p.parse(body, default_ts_ms=7)
-        assert str(info.value) == str(e)
-        return
-    p.parse(body, default_ts_ms=7)
-    got = p.parse(body, default_ts_ms=7)  # the series are known now
-    assert _rows(got.batch) == _rows(want.batch)
+    _reads_like_a_fresh_parser(TextParser(), body, 7, learn_first=True)  # the series are known then
 
 
 def _learned(ts: int | None) -> TextParser:
@@ -123,18 +131,10 @@ def test_a_body_in_the_same_order_is_read_without_the_line_loop(ts: int | None) 
     ],
 )
 def test_anything_else_is_read_as_a_fresh_parser_reads_it(edit: object) -> None:
-    p = _learned(1)
-    body = edit(_body(100, 17))  # type: ignore[operator]
-    try:
-        want = TextParser().parse(body, default_ts_ms=6)
-    except ParseError as e:
-        with pytest.raises(ParseError) as info:
-            p.parse(body, default_ts_ms=6)
-        assert str(info.value) == str(e)
-        return
-    got = p.parse(body, default_ts_ms=6)
-    assert _rows(got.batch) == _rows(want.batch)
-    assert got.batch.metadata == want.batch.metadata
+    both = _reads_like_a_fresh_parser(_learned(1), edit(_body(100, 17)), 6)  # type: ignore[operator]
+    if both is not None:
+        got, want = both
+        assert got.batch.metadata == want.batch.metadata
 
 
 def test_errors_are_the_same_on_the_template_path() -> None:

@@ -67,7 +67,7 @@ from sightglass.ingest.learning import MAX_TEMPLATE_BYTES, LearnGate
 from sightglass.ingest.limits import BadRequest, UnsupportedMediaType
 from sightglass.ingest.otlp_json import to_kwargs
 from sightglass.ingest.protowire import BYTES, ENUM, MESSAGE, REPEATED, add_message, describe_decode_error
-from sightglass.ingest.varint import encode_varint
+from sightglass.ingest.varint import decode_varint, encode_varint
 from sightglass.model import (
     ExpHistogramPoint,
     Labels,
@@ -484,32 +484,20 @@ class _BodyTemplate:
     metadata: dict[str, MetricMetadata]
 
 
-def _varint_at(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while pos < end and shift < 64:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-    raise ValueError("bad varint")
-
-
 def _len_fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
     """(field number, start, end) of the length-delimited fields of one message; others skipped."""
     out = []
     while pos < end:
-        key, pos = _varint_at(buf, pos, end)
+        key, pos = decode_varint(buf, pos, end)
         wire = key & 7
         if wire == 0:
-            _, pos = _varint_at(buf, pos, end)
+            _, pos = decode_varint(buf, pos, end)
         elif wire == 1:
             pos += 8
         elif wire == 5:
             pos += 4
         elif wire == 2:
-            n, pos = _varint_at(buf, pos, end)
+            n, pos = decode_varint(buf, pos, end)
             out.append((key >> 3, pos, pos + n))
             pos += n
         else:
@@ -792,17 +780,7 @@ class MetricsDecoder:
         begin = 0
         for base, info, end in resources:
             if info and end > begin:
-                latest = int(t[begin:end].max())
-                try:
-                    labels = self._labels_for(base, info)
-                except _Rejected as e:
-                    res.rejected += 1
-                    res.errors.append(f"target_info: {e}")
-                else:
-                    acc.add("target_info", labels, latest, 1.0)
-                    metadata.setdefault(
-                        "target_info", MetricMetadata("target_info", MetricType.GAUGE, "Target metadata")
-                    )
+                self._target_info(acc, metadata, res, base, info, int(t[begin:end].max()))
             begin = end
         known = self._stored_metadata
         k = len(series)
@@ -814,6 +792,25 @@ class MetricsDecoder:
             metadata={k2: v for k2, v in metadata.items() if known.get(k2) != v},
         )
         return res
+
+    def _target_info(
+        self,
+        acc: _Acc,
+        metadata: dict[str, MetricMetadata],
+        res: MetricsResult,
+        base: Labels,
+        info: tuple[tuple[str, str], ...],
+        latest: int,
+    ) -> None:
+        """One ``target_info`` sample for a resource with attributes, at its latest point's time."""
+        try:
+            labels = self._labels_for(base, info)
+        except _Rejected as e:
+            res.rejected += 1
+            res.errors.append(f"target_info: {e}")
+            return
+        acc.add("target_info", labels, latest, 1.0)
+        metadata.setdefault("target_info", MetricMetadata("target_info", MetricType.GAUGE, "Target metadata"))
 
     def decode(self, req: Any, body: bytes | None = None) -> MetricsResult:
         """Decode a parsed request; ``body``, the protobuf it was parsed from, lets gauges and sums
@@ -860,16 +857,7 @@ class MetricsDecoder:
                         if len(res.errors) < 5:
                             res.errors.append(str(e))
             if info and latest:
-                try:
-                    labels = self._labels_for(base, info)
-                except _Rejected as e:
-                    res.rejected += 1
-                    res.errors.append(f"target_info: {e}")
-                else:
-                    acc.add("target_info", labels, latest, 1.0)
-                    acc.metadata.setdefault(
-                        "target_info", MetricMetadata("target_info", MetricType.GAUGE, "Target metadata")
-                    )
+                self._target_info(acc, acc.metadata, res, base, info, latest)
         # metadata rarely changes: send the store only what it has not acknowledged yet
         known = self._stored_metadata
         acc.metadata = {k: v for k, v in acc.metadata.items() if known.get(k) != v}

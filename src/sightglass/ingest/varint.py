@@ -1,5 +1,5 @@
-"""Protobuf base-128 varints, written by hand where a message is built from bytes (remote-write and
-OTLP fast paths, the agent's pushes). No protobuf import, so the agent stays light."""
+"""Protobuf base-128 varints, written and read by hand where a message is built from or walked as bytes
+(remote-write and OTLP fast paths, the agent's pushes). No protobuf import, so the agent stays light."""
 
 from __future__ import annotations
 
@@ -14,3 +14,16 @@ def encode_varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+def decode_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The varint at ``buf[pos:end]`` and the position after it; ValueError if it runs past ``end``."""
+    result = shift = 0
+    while pos < end and shift < 64:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+    raise ValueError("bad varint")
