@@ -47,9 +47,11 @@ def _fault_for(kinds: set[str], symptom: str) -> str:
         return "silent_data_corruption"
     if "memory" in kinds:
         return "hbm_ecc"
-    if "compute" in kinds:
-        return "gpu_diagnostic_failure"
     return "gpu_diagnostic_failure"
+
+
+def _with(summary: str, sentence: str) -> str:
+    return f"{summary} {sentence}" if summary else sentence
 
 
 def _recheck(labels: dict[str, str]) -> str:
@@ -110,17 +112,16 @@ def apply(
         hit = by_id.get(eid)
         if hit is not None and hit.fault in HARDWARE:
             hit.score *= 0.5
-            hit.summary = (
-                hit.summary + " " if hit.summary else ""
-            ) + "It passed its DCGM diagnostic (score halved)."
+            hit.summary = _with(hit.summary, "It passed its DCGM diagnostic (score halved).")
     diagnosed_pass = set(passed)
     for c in causes:
         if c.kind == "job" and c.fault == "silent_data_corruption":
             gpus = [g for g in neighbourhood if g.startswith("gpu:") and g in latest]
             if gpus and all(g in diagnosed_pass for g in gpus):
-                c.summary = (c.summary + " " if c.summary else "") + (
+                c.summary = _with(
+                    c.summary,
                     f"All {len(gpus)} diagnosed GPUs of the job passed DCGM diagnostics: replay the spiking steps "
-                    "rank by rank to find the GPU."
+                    "rank by rank to find the GPU.",
                 )
     if not failed:
         causes.sort(key=lambda c: -c.score)
@@ -149,7 +150,7 @@ def apply(
         if old is not None:
             old.fault, old.score, old.action = fault, score, ACTIONS[fault]
             old.events.insert(0, evidence)
-            old.summary = summary + (" " + old.summary if old.summary else "")
+            old.summary = _with(summary, old.summary) if old.summary else summary
             new.append(old)
         else:
             new.append(Cause(eid, "gpu", labels, fault, score, ev.ts_ms, neighbourhood.get(eid, 1), 1,
