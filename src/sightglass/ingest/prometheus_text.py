@@ -58,6 +58,11 @@ class ParseResult:
     series_numbers: np.ndarray | None = None
 
 
+_Columns = tuple[np.ndarray | None, np.ndarray, list[SeriesKey]]
+# a learned body: its lines' series texts + " ", slices past them, series numbers, [its _Columns]
+_Template = tuple[list[str], list[slice], list[int], list[_Columns]]
+
+
 @dataclass(slots=True)
 class _State:
     metadata: dict[str, MetricMetadata] = field(default_factory=dict)
@@ -166,8 +171,9 @@ class TextParser:
         self._cache: dict[str, int] = {}
         self._keys: list[SeriesKey] = []
         self._texts: dict[int, str] = {}  # series number -> its cached series text
-        # bodies seen before, by their first line's series text: (series texts + " ", slices, numbers)
-        self._templates: dict[str, tuple[list[str], list[slice], list[int]]] = {}
+        # bodies seen before, by their first line's series text: (series texts + " ", slices, numbers,
+        # and [the batch columns of those numbers] once :meth:`_repeat_body` has used them)
+        self._templates: dict[str, _Template] = {}
         self._template_lines = 0
         self._gate = LearnGate()
 
@@ -194,6 +200,27 @@ class TextParser:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise ParseError(first_line, f"body is not valid UTF-8: {e}") from None
+        known = len(self._keys)
+        try:
+            return self._parse(text, openmetrics, default_ts_ms, honor_timestamps, first_line, False)
+        except ParseError:
+            # The hot paths split a line of a known series at spaces only, where a line read whole
+            # splits at any whitespace (``str.split``), so "8\v17" or "8\v#" can be a sample there
+            # and an error can come at another line. A body that fails is read again without the hot
+            # paths, which gives exactly a fresh parser's batch or error (a bad body pays twice).
+            res = self._parse(text, openmetrics, default_ts_ms, honor_timestamps, first_line, True)
+            res.new_series = len(self._keys) - known  # both passes' new series
+            return res
+
+    def _parse(
+        self,
+        text: str,
+        openmetrics: bool,
+        default_ts_ms: int | None,
+        honor_timestamps: bool,
+        first_line: int,
+        strict: bool,
+    ) -> ParseResult:
         cache = self._cache
         keys = self._keys
         idx: list[int] = []
@@ -206,8 +233,12 @@ class TextParser:
         eof = False
         ts_mode = False
         lineno = first_line - 1
+        if not openmetrics and not strict and self._templates:
+            fast = self._repeat_body(text, default_ts_ms, honor_timestamps)
+            if fast is not None:
+                return fast
         lines = text.split("\n")
-        same = None if openmetrics else self._same_as_before(lines)
+        same = None if openmetrics or strict else self._same_as_before(lines)
         if same is not None:
             idx, vals, tss = same
             ts_pos = list(range(len(tss)))
@@ -215,7 +246,9 @@ class TextParser:
             lineno += 1
             if not line:
                 continue
-            if ts_mode:
+            if strict:
+                pass
+            elif ts_mode:
                 # hottest path of a back-fill: "<known series> <value> <timestamp>"
                 p3 = line.rsplit(" ", 2)
                 if len(p3) == 3:
@@ -235,8 +268,10 @@ class TextParser:
                     vals.append(last)
                     continue
             # hot path: a known series ("name{...} value [ts]" or "name value [ts]")
-            j = line.find("} ")
-            if j > 0:
+            j = -1 if strict else line.find("} ")
+            if strict:
+                sid, rest = None, ""
+            elif j > 0:
                 sid = cache.get(line[: j + 1])
                 rest = line[j + 2 :]
             else:
@@ -300,7 +335,7 @@ class TextParser:
                     tsv = np.round(tsf * 1000).astype(np.int64)
                 else:
                     tsv = np.array(_ints(tss), dtype=np.int64)
-            except ValueError:
+            except (ValueError, OverflowError):  # not a number, or past int64 milliseconds
                 bad_ts = next((t for t in tss if not _is_number(t, openmetrics)), tss[0])
                 raise ParseError(first_line, f"invalid timestamp {bad_ts!r}") from None
             pos = np.asarray(ts_pos, dtype=np.int64)
@@ -317,8 +352,9 @@ class TextParser:
             order = np.lexsort((ts, sids))
             s_sorted, t_sorted = sids[order], ts[order]
             dup = (s_sorted[1:] == s_sorted[:-1]) & (t_sorted[1:] == t_sorted[:-1])
-            if dup.any():
-                k = int(np.flatnonzero(dup)[0])
+            if dup.any():  # name the first sample (in body order) that repeats an earlier one
+                later = np.maximum(order[1:], order[:-1])
+                k = int(np.flatnonzero(dup)[np.argmin(later[dup])])
                 raise ParseError(
                     first_line,
                     f"duplicate sample for series {keys[int(s_sorted[k])].text()} at timestamp "
@@ -365,7 +401,7 @@ class TextParser:
         tpl = self._templates.get(first.rsplit(" ", 2)[0]) or self._templates.get(first.rpartition(" ")[0])
         if tpl is None:
             return None
-        prefixes, cuts, sids = tpl
+        prefixes, cuts, sids, _ = tpl
         if len(prefixes) != len(lines) or not all(map(str.startswith, lines, prefixes)):
             return None
         self._gate.hit()
@@ -381,6 +417,94 @@ class TextParser:
         if spaces == {0} and "" not in rests:
             return list(sids), rests, []
         return None
+
+    def _repeat_body(
+        self, text: str, default_ts_ms: int | None, honor_timestamps: bool
+    ) -> ParseResult | None:
+        """The whole result for a repeated body whose lines share one timestamp (or have none).
+
+        The steady state of a scrape target or an agent pushing its shard: every line is
+        ``<series text of the learned body's line> <value>[ <ts>]`` with the same ``<ts>`` on every
+        line (taken from the first line), or no timestamp on any line. With a timestamp the body is
+        split at " <ts>\\n" (C-level) instead of at newlines: n lines give n pieces only if every line
+        ends with it. Each piece must start with its learned series text and a space (``startswith``),
+        and what is left of it (the value) must hold no space and no newline, so every line is exactly
+        those tokens, which the line loop reads the same way (``float`` of the same value tokens,
+        ``int`` of the same timestamp). The series columns (sorted numbers, inverse, keys) are the
+        learned body's, kept after their first use; its series are distinct, so no duplicate sample
+        can occur. Anything else (a value ``float`` refuses, another timestamp on some line, other
+        whitespace, a learned body with a series twice) returns ``None`` and the slower paths below
+        read the body, with their errors.
+        """
+        nl = text.find("\n")
+        first = text if nl < 0 else text[:nl]
+        tpl = self._templates.get(first.rsplit(" ", 2)[0]) or self._templates.get(first.rpartition(" ")[0])
+        if tpl is None:
+            return None
+        prefixes, cuts, sids, cols = tpl
+        n = len(prefixes)
+        rest0 = first[len(prefixes[0]) :]
+        sp = rest0.find(" ")
+        tsv: int | None = None
+        if sp >= 0:
+            ts_text = rest0[sp:]  # " <ts>"
+            if len(ts_text) < 2 or " " in ts_text[1:]:
+                return None
+            try:
+                tsv = int(ts_text[1:])
+            except ValueError:
+                return None
+            if not -(2**63) <= tsv < 2**63:
+                return None
+            pieces = text.split(ts_text + "\n")
+            if text.endswith("\n"):
+                if len(pieces) != n + 1 or pieces.pop():
+                    return None
+            else:  # no newline after the last line: it must end with the timestamp too
+                if len(pieces) != n or not pieces[-1].endswith(ts_text):
+                    return None
+                pieces[-1] = pieces[-1][: -len(ts_text)]
+        else:
+            pieces = text.split("\n")
+            if pieces[-1] == "":
+                pieces.pop()
+            if len(pieces) != n:
+                return None
+        if not all(map(str.startswith, pieces, prefixes)):
+            return None
+        values_text = list(map(str.__getitem__, pieces, cuts))
+        joined = "\n".join(values_text)
+        if " " in joined or joined.count("\n") != n - 1:
+            return None
+        if not cols:
+            cols.append(self._template_columns(sids))
+        uniq, inverse, series = cols[0]
+        if uniq is None:
+            return None  # a series twice in the learned body: the loop checks duplicates
+        try:
+            values = np.array(list(map(float, values_text)), dtype=np.float64)
+        except ValueError:
+            return None
+        self._gate.hit()
+        if tsv is None or not honor_timestamps:
+            if default_ts_ms is None:
+                return None
+            tsv = default_ts_ms
+        batch = SampleBatch(
+            series=list(series),
+            series_index=inverse.copy(),
+            ts_ms=np.full(n, tsv, dtype=np.int64),
+            values=values,
+            metadata={},
+        )
+        return ParseResult(batch=batch, samples=n, series_numbers=uniq.copy())
+
+    def _template_columns(self, sids: list[int]) -> _Columns:
+        """(sorted series numbers, each line's place in them, their keys) of a learned body."""
+        uniq, inverse = np.unique(np.asarray(sids, dtype=np.int64), return_inverse=True)
+        if len(uniq) != len(sids):
+            return None, inverse, []
+        return uniq, inverse.astype(np.int64), list(map(self._keys.__getitem__, uniq.tolist()))
 
     def _learn_template(self, lines: list[str], idx: list[int]) -> None:
         """Remember a body the loop parsed whose every non-empty line was a sample of a cached text."""
@@ -403,7 +527,7 @@ class TextParser:
         old = self._templates.get(prefixes[0][:-1])
         if old is not None:
             self._template_lines -= len(old[0])
-        self._templates[prefixes[0][:-1]] = (prefixes, [slice(len(x), None) for x in prefixes], list(idx))
+        self._templates[prefixes[0][:-1]] = (prefixes, [slice(len(x), None) for x in prefixes], list(idx), [])
         self._template_lines += len(idx)
 
     def _new_series(self, line: str, lineno: int) -> tuple[int, str, int]:
@@ -423,13 +547,11 @@ class TextParser:
                 key = None
         if key is None:
             series_text, rest = self._split_slow(line, lineno)
-            sid = cache.get(series_text)
-            if sid is not None:
-                return sid, rest, 0
-            try:
-                key = parse_series(series_text, limits)
-            except ValueError as e:
-                raise ParseError(lineno, str(e)) from None
+            if series_text not in cache:
+                try:
+                    key = parse_series(series_text, limits)
+                except ValueError as e:
+                    raise ParseError(lineno, str(e)) from None
         rest = rest.strip()
         if not rest:
             raise ParseError(lineno, f"expected a value after the series in {line[:80]!r}")
@@ -437,6 +559,7 @@ class TextParser:
         if sid is not None:
             return sid, rest, 0
         sid = len(keys)
+        assert key is not None  # parsed above: only a cached series text skips parse_series
         keys.append(key)
         if len(cache) < limits.max_series_cache:
             cache[series_text] = sid
@@ -518,9 +641,8 @@ def _is_number(t: str, openmetrics: bool) -> bool:
     try:
         if openmetrics:
             float(t)
-        else:
-            int(t)
-        return True
+            return True
+        return -(2**63) <= int(t) < 2**63
     except ValueError:
         return False
 
