@@ -309,3 +309,47 @@ def test_a_body_read_again_counts_its_new_series() -> None:
     want = TextParser().parse(body, default_ts_ms=9)
     assert _rows(got.batch) == _rows(want.batch) == [('m{g="0"}', 9, 2.0), ('m{g="1"}', 7, 3.0)]
     assert got.new_series == 1
+
+
+# ---------------------------------------------------------------------- known series, any order
+@pytest.mark.parametrize("ts", [1_790_000_000_000, None])
+def test_known_series_in_another_order_are_read_without_the_line_loop(ts: int | None) -> None:
+    p = _learned(ts)
+    left = _without_slow_paths(p)
+    lines = _body(100, None if ts is None else ts + 10_000, 7).rstrip("\n").split("\n")
+    body = "\n".join(lines[1::2] + lines[0::2]) + "\n"  # no learned body starts so
+    got = p.parse(body, default_ts_ms=6)
+    assert not left
+    want = TextParser().parse(body, default_ts_ms=6)
+    assert _rows(got.batch) == _rows(want.batch)
+    assert (got.samples, got.new_series) == (100, 0)
+    assert lines[1][: lines[1].index("} ") + 1] in p._templates  # learned for the next such body
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b: b.replace("} 8 17\n", "} 8 18\n"),
+        lambda b: b.replace("} 8 17\n", "} 8\n"),
+        lambda b: b.replace("} 8 17\n", "} 8 17\n\n"),
+        lambda b: b.replace("} 8 17\n", "} 8 17\nx 1 17\n"),
+        lambda b: b.replace("} 8 17\n", "} 8 17\n" + b.split("\n")[0][:-4] + " 5 17\n"),  # a duplicate
+        lambda b: b.replace("} 8 17\n", "} 8\x0b# 17\n"),
+        lambda b: b.replace("} 8 17\n", "} 8 17\r\n"),
+        lambda b: b.replace(" 17\n", " 17\r\n"),
+        lambda b: b.replace(" 17\n", "\n"),
+        lambda b: b.replace(" 17\n", "\r\n"),
+        lambda b: b.replace(" 17\n", " 1.5\n"),
+        lambda b: b.replace(" 17\n", f" {2**63}\n"),
+        lambda b: b.rstrip("\n"),
+        lambda b: b + " 17",
+        lambda b: "\n" + b,
+        lambda b: "# HELP gpu_util x 17\n" + b,
+    ],
+)
+def test_known_series_in_another_order_otherwise_read_as_a_fresh_parser(edit: object) -> None:
+    p = TextParser()
+    p.parse(_body(50, 1))  # too few lines to be learned: every body goes by the known-series path
+    lines = _body(50, 17).rstrip("\n").split("\n")
+    body = "\n".join(lines[::-1]) + "\n"
+    _reads_like_a_fresh_parser(p, edit(body), 6)  # type: ignore[operator]
