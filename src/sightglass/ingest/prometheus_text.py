@@ -271,16 +271,16 @@ class TextParser:
                     vals.append(last)
                     continue
             # hot path: a known series ("name{...} value [ts]" or "name value [ts]")
-            j = -1 if strict else line.find("} ")
+            j = line.find("} ")
             if strict:
                 sid, rest = None, ""
-            elif j > 0:
+            elif j > 0:  # (the rest is stripped as _new_series strips it: "S  8\v#" reads alike)
                 sid = cache.get(line[: j + 1])
-                rest = line[j + 2 :]
+                rest = line[j + 2 :].strip()
             else:
                 j = line.find(" ")
                 sid = cache.get(line[:j]) if j > 0 else None
-                rest = line[j + 1 :]
+                rest = line[j + 1 :].strip()
             if sid is None:
                 if line[-1] == "\r":
                     line = line[:-1]
