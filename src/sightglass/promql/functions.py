@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sightglass.promql.result import QueryError
-from sightglass.promql.values import LabelSet, RangeVector, Vector, drop_name, merge_same_labels
+from sightglass.promql.values import NAME, LabelSet, RangeVector, Vector, drop_name, merge_same_labels
 
 GATHER_BUDGET = 4_000_000  # elements per gathered block
 
@@ -193,6 +193,8 @@ def _out(rv: RangeVector, values: np.ndarray, mask: np.ndarray, keep_name: bool 
         return Vector(list(rv.data.labels), values, mask)
     labels = rv.data.labels if keep_name else [drop_name(lab) for lab in rv.data.labels]
     vec = Vector(list(labels), values, mask).compact()
+    if keep_name or len({lab.get(NAME) for lab in rv.data.labels}) <= 1:
+        return vec  # distinct series of one metric stay distinct without their name: nothing to merge
     return merge_same_labels(vec)
 
 

@@ -324,8 +324,11 @@ def _topk(top: bool, vec: Vector, without: bool, grouping: list[str], k: np.ndar
         return Vector.empty(steps)
     kk = np.where(np.isfinite(k), np.trunc(np.nan_to_num(k)), np.where(k > 0, 2**62, 0)).astype(np.int64)
     groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
-    for i, lab in enumerate(vec.labels):
-        groups.setdefault(label_key(_group_labels(lab, without, grouping)), []).append(i)
+    if not without and not grouping:
+        groups[()] = list(range(len(vec)))  # no grouping: one group of every series
+    else:
+        for i, lab in enumerate(vec.labels):
+            groups.setdefault(label_key(_group_labels(lab, without, grouping)), []).append(i)
     keep = np.zeros(vec.m.shape, dtype=bool)
     for rows in groups.values():
         v, m = vec.v[rows], vec.m[rows]

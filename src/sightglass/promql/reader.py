@@ -8,14 +8,15 @@ so that sums over them add in the same order. Stores without ``read_arrays`` fal
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from sightglass.model import Matcher
+from sightglass.model import Matcher, SeriesKey
 from sightglass.promql.result import QueryError
-from sightglass.promql.values import LabelSet
+from sightglass.promql.values import NAME, LabelSet
 
 
 def read_packed(
@@ -51,11 +52,19 @@ def ordered_ids(store: Any, matchers: Sequence[Matcher]) -> tuple[np.ndarray, li
     if ids.size == 0:
         return ids, [], np.empty(0, np.int64)
     keys = store.index.keys
-    known = [int(i) for i in ids.tolist() if int(i) in keys]
-    known.sort(key=lambda i: tuple(sorted(keys[i].all_labels().items())))
+    known = [i for i in ids.tolist() if i in keys]
+    known.sort(key=lambda i: sort_key(keys[i]))
     lut = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
     lut[np.array(known, dtype=np.int64)] = np.arange(len(known), dtype=np.int64)
     return ids, known, lut
+
+
+def sort_key(key: SeriesKey) -> tuple[tuple[str, str], ...]:
+    """``label_key(key.all_labels())`` without building the dict: the labels are already sorted and
+    ``__name__`` goes in among them (after upper-case names, before lower-case ones)."""
+    labels = key.labels
+    at = bisect.bisect_left(labels, (NAME,))
+    return (*labels[:at], (NAME, key.metric), *labels[at:])
 
 
 def _via_select(

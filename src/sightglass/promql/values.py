@@ -114,6 +114,7 @@ def concat_vectors(parts: Iterable[Vector], steps: int) -> Vector:
 
 LOOP_MIN_STEPS = 16  # searches with at least this many bounds go series by series
 LOOP_MAX_SERIES = 2_000  # ... and so do searches over at most this many series
+KEY_MAX_PER_SERIES = 1_000  # ... unless they have fewer samples than this per series (see search)
 
 
 @dataclass(slots=True)
@@ -139,10 +140,14 @@ class Packed:
         n = len(self.labels)
         if n == 0:
             return np.zeros((0, len(bounds)), dtype=np.int64)
-        if self._key is None and (len(bounds) >= LOOP_MIN_STEPS or n <= LOOP_MAX_SERIES):
+        short = len(self.t) <= KEY_MAX_PER_SERIES * n
+        if self._key is None and (len(bounds) >= LOOP_MIN_STEPS or (n <= LOOP_MAX_SERIES and not short)):
             # one search per series: each series' times are small and cache-resident, and the
             # bounds are sorted, so this beats one search over a composite key for every step count
-            # but the smallest (an instant query over very many series)
+            # but the smallest. With a few bounds (an instant query) the composite key wins when
+            # there are very many series, or when the series are short (building the key costs a
+            # few ns a sample, a search call a few us: top-10 of 1,000 GPUs over 1 h, 361k samples,
+            # searched in 0.5 ms instead of 7.7 ms)
             out = np.empty((n, len(bounds)), dtype=np.int64)
             off = self.off.tolist()
             t = self.t
