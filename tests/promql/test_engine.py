@@ -139,3 +139,33 @@ def test_window_sums_do_not_leak_precision_between_series(store: DuckDBStore) ->
     assert np.allclose(res.matrix[0].values, 0.005, rtol=1e-12, atol=0)
     res = eng.range('increase(c{i="b"}[1m])', T0 + 60 * S, T0 + 199 * S, S)
     assert np.allclose(res.matrix[0].values, 4.0, rtol=1e-12, atol=0)  # [t-1m, t] holds 5 samples: +4
+
+
+def _plain_search(off: np.ndarray, t: np.ndarray, bounds: np.ndarray, side: str) -> np.ndarray:
+    return np.array(
+        [off[i] + np.searchsorted(t[off[i] : off[i + 1]], bounds, side=side) for i in range(len(off) - 1)]  # type: ignore[call-overload]
+    ).reshape(len(off) - 1, len(bounds))
+
+
+def test_window_edges_match_a_plain_search_per_series() -> None:
+    # the shortcuts (one composite key for instant queries over short series; window starts taken
+    # from earlier steps' ends when the range is whole steps) against one searchsorted per series,
+    # with samples exactly on window edges, empty series and grids that do not allow the shortcut
+    from sightglass.promql.values import Packed, RangeVector
+
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        n = int(rng.integers(1, 6))
+        series = [
+            np.unique(rng.integers(-20, 60, int(rng.integers(0, 40))) * int(rng.choice([1, 5, 10])))
+            for _ in range(n)
+        ]
+        off = np.concatenate([[0], np.cumsum([len(s) for s in series])]).astype(np.int64)
+        t = np.concatenate(series).astype(np.int64)
+        step = int(rng.choice([5, 10, 30]))
+        range_ms = step * int(rng.integers(1, 8)) if rng.random() < 0.8 else int(rng.integers(1, 200))
+        start = int(rng.integers(-100, 400))
+        end = np.arange(start, start + step * int(rng.integers(1, 50)), step, dtype=np.int64)
+        lo, hi = RangeVector(Packed([{}] * n, off, t, np.zeros(len(t))), range_ms, end, end).windows()
+        assert np.array_equal(hi, _plain_search(off, t, end, "right"))
+        assert np.array_equal(lo, _plain_search(off, t, end - range_ms, "left"))

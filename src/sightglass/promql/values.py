@@ -188,6 +188,31 @@ class RangeVector:
 
     def windows(self) -> tuple[np.ndarray, np.ndarray]:
         """``lo``/``hi`` absolute sample indices per (series, step): the window is ``[lo, hi)``."""
-        lo = self.data.search(self.end - self.range_ms, "left")
         hi = self.data.search(self.end, "right")
+        lo = self._lo_from_hi(hi)
+        if lo is None:
+            lo = self.data.search(self.end - self.range_ms, "left")
         return lo, hi
+
+    def _lo_from_hi(self, hi: np.ndarray) -> np.ndarray | None:
+        """Window starts from the ends already found, when the range is ``k`` whole steps of an even
+        grid (``x[5m]`` at a 1m step): step ``s`` starts where step ``s - k`` ends, one sample earlier
+        if a sample lies exactly on that edge (a window includes both ends; a series' timestamps are
+        unique). Only the first ``k`` steps are searched. None when the grid is not like that."""
+        end = self.end
+        steps = len(end)
+        if steps < LOOP_MIN_STEPS or not len(self.data.t):
+            return None
+        step = int(end[1] - end[0])
+        if step <= 0 or self.range_ms % step or not (np.diff(end) == step).all():
+            return None
+        k = self.range_ms // step
+        if k >= steps:
+            return None
+        lo = np.empty_like(hi)
+        lo[:, :k] = self.data.search(end[:k] - self.range_ms, "left")
+        prev = hi[:, :-k]
+        first = self.data.off[:-1, None]
+        on_edge = (prev > first) & (self.data.t[np.maximum(prev - 1, 0)] == end[None, :-k])
+        np.subtract(prev, on_edge, out=lo[:, k:])
+        return lo
