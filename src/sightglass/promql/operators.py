@@ -250,9 +250,12 @@ def aggregate(op: str, vec: Vector, without: bool, grouping: list[str], param: A
             groups[key] = len(glabels)
             glabels.append(g)
         gid[i] = groups[key]
-    order = np.argsort(gid, kind="stable")
-    v, m = vec.v[order], vec.m[order]
-    starts = np.flatnonzero(np.r_[True, np.diff(gid[order]) != 0])
+    if len(gid) < 2 or bool((gid[1:] >= gid[:-1]).all()):
+        v, m, sorted_gid = vec.v, vec.m, gid  # groups already contiguous (series in label order): no copy
+    else:
+        order = np.argsort(gid, kind="stable")
+        v, m, sorted_gid = vec.v[order], vec.m[order], gid[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(sorted_gid) != 0])
     cnt = np.add.reduceat(m.astype(np.int64), starts, axis=0)
     present = cnt > 0
     with np.errstate(all="ignore"):
