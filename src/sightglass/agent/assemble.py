@@ -139,7 +139,10 @@ def _task_client(config: AgentConfig) -> Any:
     if not d.enabled or not config.server:
         return None
     from sightglass.agent.dcgm_diag import DiagnosticRunner
+    from sightglass.agent.replay import ReplayRunner
     from sightglass.agent.tasks import TaskClient
 
     runner = DiagnosticRunner(d.dcgmi, levels=tuple(d.levels), timeout_s=parse_duration_ms(d.timeout) / 1000)
-    return TaskClient(config.server, config.hostname, runner, poll_s=parse_duration_ms(d.poll_interval) / 1000)
+    replay = ReplayRunner(d.replay_command, timeout_s=parse_duration_ms(d.replay_timeout) / 1000)
+    return TaskClient(config.server, config.hostname, runner, poll_s=parse_duration_ms(d.poll_interval) / 1000,
+                      replay=replay)  # fmt: skip

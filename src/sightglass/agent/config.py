@@ -35,6 +35,18 @@ class DiagnosticsConfig(BaseModel):
     """Run levels the server may ask for; 4 (an hour or more per GPU) only when listed."""
     timeout: str = "45m"
     poll_interval: str = "30s"
+    replay_command: list[str] = Field(default_factory=list)
+    """The replay hook (argv, no shell): re-runs a fixed computation on the GPUs ``{gpus}`` and prints
+    per-GPU checksums as JSON (docs/agent.md), e.g. ``["python3", "-m", "sightglass.agent.replay_gemm",
+    "--gpus", "{gpus}", "--seed", "{seed}"]``. Empty: replay tasks are refused with that reason."""
+    replay_timeout: str = "10m"
+
+    @field_validator("replay_command")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        if v and (not all(isinstance(a, str) and a and len(a) <= 4096 for a in v) or len(v) > 64):
+            raise ValueError("replay_command must be a list of 1 to 64 non-empty strings (argv, not a shell line)")
+        return v
 
     @field_validator("levels")
     @classmethod
@@ -44,7 +56,7 @@ class DiagnosticsConfig(BaseModel):
             raise ValueError(f"levels must be a non-empty list of 1, 2, 3, 4 (got {v})")
         return v
 
-    @field_validator("timeout", "poll_interval")
+    @field_validator("timeout", "poll_interval", "replay_timeout")
     @classmethod
     def _duration(cls, v: str) -> str:
         if parse_duration_ms(v) <= 0:

@@ -3,15 +3,18 @@
 The server queues diagnostics when an incident calls for them (``sightglass.alerting.diagnostics``).
 The agent pulls its node's tasks::
 
-    GET  /api/v1/agent/tasks?node=HOST      -> {"tasks": [{"id", "kind": "dcgm_diag", "level", "gpus": [{"index", "uuid"}]}]}
+    GET  /api/v1/agent/tasks?node=HOST      -> {"tasks": [{"id", "kind": "dcgm_diag" | "replay", "level", "seed",
+                                                       "step_ms", "gpus": [{"index", "uuid"}]}]}
     POST /api/v1/agent/tasks/{id}/result    {"node", "exit_code", "output", "error", "argv", "started_ms", "finished_ms"}
 
-A task carries only a kind, a level and GPU indices: the agent builds the command itself
-(``DiagnosticRunner``) and refuses a level or kind it does not allow, reporting the refusal as the
-task's error. The raw dcgmi JSON goes back; the server parses it with the same parser
-(``sightglass.agent.dcgm_diag``), so what it stores does not depend on the agent's version.
-Tasks run one at a time (a diagnostic takes the GPUs over); a result that cannot be delivered is kept
-and retried on the next poll.
+A task carries only a kind, a level (dcgm_diag) or a seed (replay) and GPU indices: the agent builds
+the command itself (``DiagnosticRunner``; ``ReplayRunner`` with the operator's ``replay_command``) and
+refuses a level or kind it does not allow, reporting the refusal as the task's error. The raw dcgmi
+JSON (or the replay hook's checksums) goes back; the server parses it with the same parser
+(``sightglass.agent.dcgm_diag``, ``sightglass.agent.replay``), so what it stores does not depend on
+the agent's version. Tasks run one at a time, in the order the server lists them (a diagnostic takes
+the GPUs over; the server lists a replay, seconds, before a DCGM run, minutes); a result that cannot
+be delivered is kept and retried on the next poll.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from collections.abc import Callable
 from typing import Any
 
 from sightglass.agent.dcgm_diag import DiagError, DiagnosticRunner, DiagRun
+from sightglass.agent.replay import ReplayError, ReplayRunner
 
 log = logging.getLogger("sightglass.agent")
 
 TASKS_PATH = "/api/v1/agent/tasks"
-KINDS = ("dcgm_diag",)
+KINDS = ("dcgm_diag", "replay")
 
 Http = Callable[[str, str, bytes | None], tuple[int, bytes]]
 """``(method, url, body) -> (status, body)``; raises OSError when there is no answer."""
@@ -62,10 +66,12 @@ class TaskClient:
         *,
         poll_s: float = 30.0,
         http: Http | None = None,
+        replay: ReplayRunner | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self.node = node
         self.runner = runner
+        self.replay = replay or ReplayRunner([])
         self.poll_s = poll_s
         self.http = http or urllib_http()
         self.done: set[str] = set()
@@ -98,6 +104,15 @@ class TaskClient:
         if kind not in KINDS:
             return {"node": self.node, "exit_code": None, "output": "", "argv": [],
                     "error": f"task kind {kind!r} is not one this agent runs (known: {', '.join(KINDS)})"}  # fmt: skip
+        if kind == "replay":
+            try:
+                rr = self.replay.run(indices, task=str(task.get("id", "")), seed=task.get("seed", 0),
+                                     step_ms=task.get("step_ms"))  # fmt: skip
+            except ReplayError as e:
+                return {"node": self.node, "exit_code": None, "output": "", "argv": [], "error": f"refused: {e}"}
+            self.ran += 1
+            return {"node": self.node, "exit_code": rr.exit_code, "output": rr.output, "error": rr.error,
+                    "argv": rr.argv, "started_ms": rr.started_ms, "finished_ms": rr.finished_ms}  # fmt: skip
         try:
             run: DiagRun = self.runner.run(task.get("level"), indices)
         except DiagError as e:
@@ -139,7 +154,7 @@ class TaskClient:
             tid = task["id"]
             if tid in self.done or tid in self.undelivered:
                 continue
-            log.info("running diagnostic task %s (level %s) on %s", tid, task.get("level"), self.node)
+            log.info("running diagnostic task %s (%s, level %s) on %s", tid, task.get("kind"), task.get("level"), self.node)
             res = self.run_task(task)
             self.done.add(tid)
             n += 1
