@@ -285,7 +285,11 @@ def _one_class(
             am_ok = bool(am) and all(dl.status == "ok" for dl in am)
         first = first_cause.get(main.id, cause)
         diag = main.diagnostics or {}
-        diag_ts = [e["ts_ms"] for e in main.timeline if e["event"] in ("diagnostic_failed", "diagnostic_passed", "diagnostics_failed")]
+        diag_ts = [e["ts_ms"] for e in main.timeline if e["event"] in ("diagnostic_failed", "diagnostic_passed", "diagnostics_failed",
+                                                                         "replay_mismatch", "replay_matched", "replay_inconclusive")]
+        # the first re-run whose top cause is the truth (a replay answers in seconds, DCGM in minutes)
+        right_ts = next((e["ts_ms"] for e in main.timeline if e["event"] == "rca_updated"
+                         and any(f"top cause {w} (" in e["detail"] for w in want)), None)
         upd = [e["ts_ms"] for e in main.timeline if e["event"] == "rca_updated"]
         out.update({
             "detected": True,
@@ -298,6 +302,8 @@ def _one_class(
                                   for g in t["gpus"] if g["entity"] in want],  # one per round
             "diagnostic_failures": sorted({e["detail"][:80] for e in main.timeline if e["event"] == "diagnostic_failed"}),
             "extra_time_to_final_s": round((max(upd) - main.opened_ms) / 1000) if upd and diag_ts else 0,
+            "time_to_right_cause_s": round((right_ts - main.opened_ms) / 1000) if right_ts is not None else None,
+            "replay_tasks": sum(1 for t in diag.get("tasks") or [] if t.get("kind") == "replay"),
             "incident_has_root_alerting": bool(hit),
             "alerts_in_incident": len(main.alerts),
             "alert_names": sorted({a["alertname"] for a in main.alerts.values()}),

@@ -104,7 +104,9 @@ def _after_diagnostics(store: Any, sim: Any, name: str, doc: dict[str, Any], fir
     diagnostics when its policy says so (``alerting.diagnostics``, default config, the same for every
     class), the simulated factory's agents answer after DCGM's run time, the results go into the store
     and the RCA is re-run with them. Scored as method ``sightglass+diag``; its ``seconds`` is the extra
-    simulated time from the first answer to the final one (0 when no diagnostics were asked for)."""
+    simulated time from the first answer to the re-run that first gave the final top cause (the first
+    answer's own time when the diagnostics did not change it; 0 when no diagnostics were asked for).
+    A replay (seconds) comes back before DCGM (15 min), which may confirm it later."""
     from sightglass.alerting.catalog import MemoryCatalog
     from sightglass.alerting.diagnostics import DiagnosticsConfig, DiagnosticsManager
     from sightglass.alerting.incidents import Incident, IncidentManager
@@ -121,8 +123,12 @@ def _after_diagnostics(store: Any, sim: Any, name: str, doc: dict[str, Any], fir
     builder.add_inventory(sim.factory.describe())
     topo = builder.update(store)
 
+    reruns: list[tuple[int, str | None]] = []  # (evidence time, top cause) of each re-run
+
     def rerun(symptom: str, at_ms: int, until_ms: int) -> dict[str, Any]:
-        return dict(analyze(store, symptom, at_ms, builder=builder, top=5, evidence_until_ms=until_ms).to_dict())
+        d = dict(analyze(store, symptom, at_ms, builder=builder, top=5, evidence_until_ms=until_ms).to_dict())
+        reruns.append((until_ms, (d.get("causes") or [{}])[0].get("entity", {}).get("id")))
+        return d
 
     incidents = IncidentManager(MemoryCatalog())
     inc = Incident("inc-case", doc["symptom"][:60], "open", "warning", at, None)
@@ -145,7 +151,10 @@ def _after_diagnostics(store: Any, sim: Any, name: str, doc: dict[str, Any], fir
     truth = doc["truth"]
     rank = next((i + 1 for i, c in enumerate(causes) if matches(c["entity"]["kind"], c["entity"]["labels"], truth)), None)
     asked = bool((inc.diagnostics or {}).get("tasks"))
-    extra = (now - at) / 1000 if asked else 0.0
+    final = causes[0]["entity"]["id"] if causes else None
+    last_other = max((i for i, (_, top) in enumerate(reruns) if top != final), default=-1)
+    reached = reruns[last_other + 1][0] if last_other + 1 < len(reruns) else now
+    extra = (reached - at) / 1000 if asked else 0.0
     return CaseScore(name, first.fault, "sightglass+diag", rank, first.candidates, first.truth_in_candidates, extra,
                      [c["entity"]["id"] for c in causes])  # fmt: skip
 

@@ -93,7 +93,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     cfg = Config.model_validate({
         "data": str(tmp / "data"), "listen": "127.0.0.1:0",
         "alerting": {"evaluation_interval": "1h", "clock": "data", "notifiers": [{"type": "webhook", "url": hook.url + "/hook"}],
-                     "diagnostics": {"level": 3}},
+                     "diagnostics": {"level": 3, "replay": False}},  # the DCGM path alone (replay: test_replay.py)
     })  # fmt: skip
     app, ctx = build_app(cfg, store)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
@@ -287,7 +287,7 @@ def test_all_pass_runs_again_up_to_runs(scene: Scene) -> None:
     incs = IncidentManager(MemoryCatalog())
     inc = Incident("inc-rep", "x", "open", "warning", scene.end_ms, src.anchor, rca=src.rca)
     incs.incidents[inc.id] = inc
-    mgr = DiagnosticsManager(DiagnosticsConfig(runs=2), scene.store, topology=scene.svc._incident_args["topology"])
+    mgr = DiagnosticsManager(DiagnosticsConfig(runs=2, replay=False), scene.store, topology=scene.svc._incident_args["topology"])
     t0 = scene.end_ms + 3_600_000
     assert mgr.consider(inc, t0)
     exe = _fake_dcgmi(scene.tmp / "dcgmi-pass", None)

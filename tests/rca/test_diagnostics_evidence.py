@@ -1,5 +1,6 @@
 """GPU diagnostics as RCA evidence (rca/diagnostics.py) on a real simulated store: a failed compute
-test moves a loss-spike answer to the GPU, a memory failure reads as HBM, passes leave the job."""
+test moves a loss-spike answer to the GPU, a memory failure reads as HBM, passes leave the job; a
+replay mismatch moves it to the GPU that differed, a matching replay leaves the job."""
 
 from __future__ import annotations
 
@@ -82,3 +83,46 @@ def test_failed_compute_then_memory_then_passes(case: dict[str, Any]) -> None:
     store.append_events([_event(bad, t3, "pass", [], [])])
     res = analyze(store, sym, at, builder=case["b"], evidence_until_ms=t3)
     assert res.causes[0].kind == "job" and "passed DCGM diagnostics" in res.causes[0].summary
+
+
+def _replay(e: Any, ts: int, result: str, checksum: str, expected: str, n: int) -> Event:
+    attrs = {"result": result, "input": "gemm-int-2048x2048-seed-7-x8", "checksum": checksum, "expected": expected,
+             "against": "the majority", "agreeing": n - 1, "compared": n, "task": "replay-x", "incident": "inc-x"}  # fmt: skip
+    return Event(ts, "gpu.replay", {k: e.labels[k] for k in ("Hostname", "gpu", "UUID")}, attrs,
+                 "critical" if result == "mismatch" else "info", "replay")  # fmt: skip
+
+
+def test_replay_mismatch_then_match(case: dict[str, Any]) -> None:
+    """After the DCGM runs above (the last: every GPU passed), a replay in which the faulty GPU's
+    checksum differs from the job's other GPUs moves the answer to it; a later matching replay does not."""
+    store, at, sym = case["store"], case["at"], case["doc"]["symptom"]
+    bad = next(e for e in case["gpus"] if e.labels["Hostname"] == case["root"]["Hostname"] and e.labels["gpu"] == case["root"]["gpu"])
+    others = [e for e in case["gpus"] if e.id != bad.id]
+    good, wrong = "a" * 64, "b" * 64
+    t4 = at + 20 * 60_000
+    store.append_events([_replay(e, t4, "match", good, good, len(case["gpus"])) for e in others])
+    store.append_events([_replay(bad, t4, "mismatch", wrong, good, len(case["gpus"]))])
+    res = analyze(store, sym, at, builder=case["b"], evidence_until_ms=t4)
+    top = res.causes[0]
+    assert top.entity_id == bad.id and top.fault == "silent_data_corruption"
+    assert top.events[0].kind == "gpu.replay"
+    assert top.events[0].query == f'sightglass_gpu_replay_mismatch{{UUID="{bad.labels["UUID"]}"}} == 1'
+    assert "Replay mismatch" in top.summary and "bbbbbbbb" in top.summary and "differs from the majority" in top.summary
+    assert "without it" in top.action and "RMA" in top.action
+    assert any("differed in a replay" in w for w in res.warnings)
+    # the GPUs that matched are not causes of their own
+    assert all(c.entity_id not in {e.id for e in others} or c.score < top.score for c in res.causes)
+    # a second replay where it matches: no GPU verdict is left; the job leads and says all passed
+    t5 = t4 + 60_000
+    store.append_events([_replay(bad, t5, "match", good, good, len(case["gpus"]))])
+    res = analyze(store, sym, at, builder=case["b"], evidence_until_ms=t5)
+    assert res.causes[0].kind == "job" and "replay checksums matched" in res.causes[0].summary
+
+
+def test_job_alone_under_its_loss_spike_is_sdc() -> None:
+    from sightglass.rca.knowledge import hypothesis
+
+    assert hypothesis("job", set(), set(), set(), set(), symptom='max(training_loss{slurm_job_id="7"})') == "silent_data_corruption"
+    assert hypothesis("job", set(), set(), set(), set(), symptom="rate(training_steps_total[5m])") == "nccl_hang"
+    assert hypothesis("job", {"training_rank_compute_seconds"}, set(), set(), set(), symptom="training_loss") == "nccl_hang"
+    assert hypothesis("job", set(), set(), {"gpu.xid"}, set(), symptom="training_loss") == "nccl_hang"

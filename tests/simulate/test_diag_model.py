@@ -49,3 +49,29 @@ def test_simulated_output_parses_and_takes_time() -> None:
     assert seen == {"pass", "fail"}
     with pytest.raises(ValueError, match="no node"):
         simulate_diagnostic(sim, "node-99", [0], 3, start)
+
+
+def test_simulated_replay_matches_on_healthy_gpus_and_differs_on_the_sdc_one_at_the_stated_rate() -> None:
+    from sightglass.agent.replay import parse_replay_json
+    from sightglass.simulate.engine import simulate_replay
+    from sightglass.simulate.faults import REPLAY_DETECT_P, REPLAY_SECONDS
+
+    start = 1_794_787_200_000
+    sim = Simulator(2, 5, start, scripted=[ScriptedFault("silent_data_corruption", 0, 600_000, {})], fault_every_s=None)
+    for _ in range(3):
+        sim.step()
+    f = next(x for x in sim.faults if x.state.get("started"))
+    host, gpu = f.root["Hostname"], int(f.root["gpu"])
+    other = next(n.hostname for n in sim.factory.nodes if n.hostname != host)
+    n, hits = 400, 0
+    for k in range(n):
+        text, dur = simulate_replay(sim, host, list(range(8)), 42, start + 1000 * k)
+        rep = parse_replay_json(text, list(range(8)))
+        healthy = {rep.gpus[g].checksum for g in range(8) if g != gpu}
+        assert len(healthy) == 1 and dur == REPLAY_SECONDS * 1000
+        hits += rep.gpus[gpu].checksum not in healthy
+        if k < 20:  # another node's GPUs give the same known answer
+            o = parse_replay_json(simulate_replay(sim, other, [0, 1], 42, start + 1000 * k)[0])
+            assert {g.checksum for g in o.gpus.values()} == healthy
+    assert abs(hits / n - REPLAY_DETECT_P) < 0.07
+    assert REPLAY_DETECT_P < 1.0

@@ -366,14 +366,21 @@ def silences_expire(silence_id: str, data: str | None, server: str | None) -> No
 # ---------------------------------------------------------------------- diagnostics
 @click.group()
 def diagnostics() -> None:
-    """GPU diagnostic tasks incidents asked the agents for (dcgmi diag), and their results."""
+    """GPU diagnostic tasks incidents asked the agents for (replay, dcgmi diag), and their results."""
 
 
 def _task_line(t: dict[str, Any]) -> tuple[str, str]:
     res = t.get("results") or {}
-    failed = sorted(int(g) for g, r in res.items() if r.get("status") == "fail")
+    failed = sorted(int(g) for g, r in res.items() if r.get("status") in ("fail", "mismatch"))
+    word = "differed" if t.get("kind") == "replay" else "failed"
     if t["state"] in ("done",) and res:
-        summary = f"{len(failed)} failed (GPU {', '.join(map(str, failed))})" if failed else f"{len(res)} passed"
+        if failed:
+            summary = f"{len(failed)} {word} (GPU {', '.join(map(str, failed))})"
+        elif t.get("kind") == "replay":
+            sts = sorted({str(r.get("status")) for r in res.values()})
+            summary = f"{len(res)} {'matched' if sts == ['match'] else '/'.join(sts)}"
+        else:
+            summary = f"{len(res)} passed"
     else:
         summary = t.get("error") or "-"
     return summary, ",".join(str(g["index"]) for g in t["gpus"])
@@ -398,12 +405,13 @@ def diagnostics_list(data: str | None, server: str | None, incident: str | None,
     from sightglass.alerting.evaluator import rfc3339
 
     t = Table(box=None, header_style="bold")
-    for c in ["ID", "INCIDENT", "NODE", "LEVEL", "STATE", "GPUS", "RESULT", *(["REQUESTED", "FINISHED"] if output == "wide" else [])]:
+    for c in ["ID", "INCIDENT", "NODE", "KIND", "STATE", "GPUS", "RESULT", *(["REQUESTED", "FINISHED"] if output == "wide" else [])]:
         t.add_column(c)
     for r in rows:
         summary, gpus = _task_line(r)
         extra = [rfc3339(r["requested_ms"]), rfc3339(r["finished_ms"]) if r.get("finished_ms") else "-"] if output == "wide" else []
-        t.add_row(r["id"], r["incident"], r["node"], str(r["level"]), r["state"], gpus, summary, *extra)
+        kind = "replay" if r.get("kind") == "replay" else f"-r {r['level']}"  # dcgmi diag's run level
+        t.add_row(r["id"], r["incident"], r["node"], kind, r["state"], gpus, summary, *extra)
     console.print(t)
 
 
@@ -419,10 +427,13 @@ def diagnostics_get(task_id: str, data: str | None, server: str | None, output: 
         click.echo(json.dumps(d, indent=1))
         return
     summary, _ = _task_line(d)
-    click.echo(f"{d['id']}  incident {d['incident']}  node {d['node']}  dcgmi diag -r {d['level']}  {d['state']}: {summary}")
+    what = f"replay (seed {d.get('seed')})" if d.get("kind") == "replay" else f"dcgmi diag -r {d['level']}"
+    click.echo(f"{d['id']}  incident {d['incident']}  node {d['node']}  {what}  {d['state']}: {summary}")
     for g in d["gpus"]:
         r = (d.get("results") or {}).get(str(g["index"]), {})
         failed = f" failed: {', '.join(r['failed'])}" if r.get("failed") else ""
+        if r.get("checksum"):
+            failed = f" checksum {r['checksum'][:16]}"
         click.echo(f"  GPU {g['index']} {g['uuid']}: {r.get('status', 'pending')}{failed}")
 
 

@@ -1,21 +1,34 @@
-"""Incident-triggered GPU diagnostics: ask the agents to run DCGM diagnostics, feed the verdict back.
+"""Incident-triggered GPU diagnostics: ask the agents to replay and run DCGM diagnostics, feed the verdict back.
 
 Silent data corruption has no hardware signal: the only symptom is the job's loss, so the RCA can
-name the job but not the GPU. What an operator does next is run diagnostics on the job's GPUs
-(``dcgmi diag -r 3``, EUD/pulse/memtest) and exclude the one that fails. This module automates that:
+name the job but not the GPU. What an operator does next is replay the computation on the job's GPUs
+and compare results (the way Gemini and Llama 3 found theirs), run diagnostics (``dcgmi diag -r 3``,
+EUD/pulse/memtest), and exclude the GPU that differs or fails. This module automates that:
 
 1. When an incident opens (or its RCA changes) and its top hypothesis is in ``hypotheses`` (default
    ``silent_data_corruption``), or a GPU-hardware hypothesis in ``hardware_hypotheses`` scored below
-   ``hardware_below_score``, one task per node is queued for the GPUs the symptom's job ran on (or
-   the suspected GPU). Once per incident per node; a node is diagnosed at most once per
-   ``node_interval`` and the fleet at most ``max_tasks_per_hour`` times an hour.
-2. The node's agent pulls its tasks (``GET /api/v1/agent/tasks?node=``), runs dcgmi (its own
-   allow-list decides) and posts the raw JSON back (``POST /api/v1/agent/tasks/{id}/result``).
-3. The result is parsed (``sightglass.agent.dcgm_diag``), stored as one ``gpu.diagnostic`` event per
-   GPU and the gauge ``sightglass_gpu_diagnostic_result{Hostname,gpu,UUID,test}`` (DCGM's encoding:
-   0 pass, 1 skip, 2 warn, 3 fail), and written on the incident's timeline; the incident's RCA is run
-   again with the diagnostics as evidence (``sightglass.rca.diagnostics``), its cause moves to a GPU
-   that failed, and the changed incident is notified again.
+   ``hardware_below_score``, tasks are queued per node for the GPUs the symptom's job ran on (or the
+   suspected GPU): a ``replay`` task (``replay = true``; seconds: the agent's replay hook runs the same
+   inputs on each GPU and prints per-GPU checksums) listed before a ``dcgm_diag`` task (``dcgm =
+   true``; ``dcgmi diag -r level``, minutes), so the replay's answer comes first and DCGM confirms or
+   adds to it. Once per incident per node; a node is diagnosed at most once per ``node_interval`` and
+   the fleet at most ``max_tasks_per_hour`` node diagnoses an hour (a node's replay and DCGM run of
+   one round count once).
+2. The node's agent pulls its tasks (``GET /api/v1/agent/tasks?node=``), runs the hook or dcgmi (its
+   own configuration and allow-list decide) and posts the raw output back
+   (``POST /api/v1/agent/tasks/{id}/result``).
+3. A DCGM result is parsed (``sightglass.agent.dcgm_diag``), stored as one ``gpu.diagnostic`` event
+   per GPU and the gauge ``sightglass_gpu_diagnostic_result{Hostname,gpu,UUID,test}`` (DCGM's
+   encoding: 0 pass, 1 skip, 2 warn, 3 fail). Replay checksums (``sightglass.agent.replay``) wait until
+   every replay task of the round has answered (or failed, or expired); then the checksums of all the
+   job's GPUs that computed the same ``input`` are compared: a GPU that differs from the hook's known
+   answer (``reference``), or without one from a strict majority of at least 3 GPUs, is a
+   ``mismatch``; the others ``match``; no majority is ``inconclusive`` (the hook is not
+   deterministic, or 2 GPUs disagree). Each compared GPU gets a ``gpu.replay`` event and the gauge
+   ``sightglass_gpu_replay_mismatch{Hostname,gpu,UUID}`` (1 mismatch, 0 match). Either is written on
+   the incident's timeline; the incident's RCA is run again with the evidence
+   (``sightglass.rca.diagnostics``), its cause moves to a GPU that differed or failed, and the
+   changed incident is notified again.
 
 Tasks live on their incident (``Incident.diagnostics``), so they survive a restart with it.
 """
@@ -25,10 +38,12 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+import zlib
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sightglass.config import parse_duration_ms
 
@@ -36,6 +51,9 @@ log = logging.getLogger("sightglass.alerting")
 
 RESULT_METRIC = "sightglass_gpu_diagnostic_result"
 EVENT_KIND = "gpu.diagnostic"
+REPLAY_METRIC = "sightglass_gpu_replay_mismatch"
+REPLAY_EVENT_KIND = "gpu.replay"
+KINDS = ("replay", "dcgm_diag")
 TASK_STATES = ("queued", "dispatched", "received", "done", "failed", "expired")
 MAX_RESULT_BYTES = 9 * 1024 * 1024
 GPU_HARDWARE = ("hbm_ecc", "xid79_fell_off_bus", "nvlink_degraded", "gpu_thermal", "straggler_rank")
@@ -60,9 +78,19 @@ class DiagnosticsConfig(BaseModel):
     max_tasks_per_hour: int = Field(default=64, ge=1)
     task_timeout: str = "2h"
     """A task without a result after this is given up (no agent on the node, or it died)."""
+    replay: bool = True
+    """Queue a deterministic replay (the agents' ``replay_command``) first: seconds, not DCGM's minutes."""
+    dcgm: bool = True
+    """Queue ``dcgmi diag -r level`` too (after the replay on the same node)."""
     runs: int = Field(default=2, ge=1, le=5)
     """Rounds per incident: when every GPU passed and the hypothesis still stands, run again (SDC
     defects escape single test runs), up to this many rounds."""
+
+    @model_validator(mode="after")
+    def _some_method(self) -> DiagnosticsConfig:
+        if self.enabled and not (self.replay or self.dcgm):
+            raise ValueError("replay and dcgm are both off: switch one on, or set enabled = false")
+        return self
 
     @field_validator("node_interval", "task_timeout")
     @classmethod
@@ -140,13 +168,16 @@ class DiagnosticsManager:
                         t["state"], t["dispatched_ms"] = "dispatched", at_ms
                     out.append({"id": t["id"], "kind": t["kind"], "level": t["level"], "gpus":
                                 [{"index": g["index"], "uuid": g["uuid"]} for g in t["gpus"]],
-                                "incident": t["incident"], "requested_ms": t["requested_ms"]})  # fmt: skip
+                                "incident": t["incident"], "requested_ms": t["requested_ms"],
+                                **({"seed": t["seed"], "step_ms": t.get("step_ms")} if t["kind"] == "replay" else {})})  # fmt: skip
         return out
 
     def submit_result(self, task_id: str, doc: Any, at_ms: int) -> dict[str, Any]:
-        """Take an agent's result (validated here; the dcgmi JSON is parsed too, so a bad one is refused
-        with the parser's reason). Applied to the incident at the next alerting round."""
+        """Take an agent's result (validated here; the dcgmi JSON or the replay checksums are parsed too,
+        so a bad one is refused with the parser's reason). Applied to the incident at the next alerting
+        round."""
         from sightglass.agent.dcgm_diag import DiagError, parse_diag_json
+        from sightglass.agent.replay import ReplayError, parse_replay_json
 
         with self.lock:
             t = self.tasks.get(task_id)
@@ -172,12 +203,15 @@ class DiagnosticsManager:
         fin = doc.get("finished_ms", at_ms)
         if isinstance(fin, bool) or not isinstance(fin, int) or fin < 0:
             raise ResultError("finished_ms must be Unix milliseconds")
-        parsed = None
+        parsed: Any = None
         if out.strip():
             try:
-                parsed = parse_diag_json(out)
-            except DiagError as e:
-                err = f"dcgmi output unreadable: {e}"
+                if t["kind"] == "replay":
+                    parsed = parse_replay_json(out, [int(g["index"]) for g in t["gpus"]])
+                else:
+                    parsed = parse_diag_json(out)
+            except (DiagError, ReplayError) as e:
+                err = f"{'replay' if t['kind'] == 'replay' else 'dcgmi'} output unreadable: {e}"
         elif not err:
             err = "the agent sent neither output nor an error"
         with self.lock:
@@ -258,31 +292,41 @@ class DiagnosticsManager:
             return True
         tasks: list[dict[str, Any]] = []
         skipped: list[str] = []
-        hour = [t for t in self.tasks.values() if at_ms - int(t["requested_ms"]) < 3_600_000]
+        # a node diagnosis (its replay and DCGM tasks of one round) counts once against the fleet limit
+        hour = {(t["incident"], t["node"], t.get("run", 1)) for t in self.tasks.values()
+                if at_ms - int(t["requested_ms"]) < 3_600_000}  # fmt: skip
+        kinds = [k for k, on in (("replay", self.cfg.replay), ("dcgm_diag", self.cfg.dcgm)) if on]
+        seed = zlib.crc32(f"{inc.id}/{run}".encode()) & 0x7FFFFFFF  # the same inputs on every GPU of the round
+        step_ms = (inc.rca.get("symptom") or {}).get("at_ms") if inc.rca else None
+        n_nodes = 0
         for node in sorted(by_node)[: self.cfg.max_nodes]:
             last = self.node_last.get(node)
             if last is not None and at_ms - last < self.node_interval_ms and node not in mine:
                 skipped.append(f"{node} (diagnosed {(at_ms - last) // 60_000} min ago)")
                 continue
-            if len(hour) + len(tasks) >= self.cfg.max_tasks_per_hour:
-                skipped.append(f"{node} (fleet limit of {self.cfg.max_tasks_per_hour} tasks an hour)")
+            if len(hour) + n_nodes >= self.cfg.max_tasks_per_hour:
+                skipped.append(f"{node} (fleet limit of {self.cfg.max_tasks_per_hour} node diagnoses an hour)")
                 continue
-            t = {
-                "id": "diag-" + uuid.uuid4().hex[:10],
-                "incident": inc.id,
-                "node": node,
-                "kind": "dcgm_diag",
-                "level": self.cfg.level,
-                "gpus": sorted(by_node[node], key=lambda g: g["index"]),
-                "state": "queued",
-                "requested_ms": at_ms,
-                "dispatched_ms": None,
-                "finished_ms": None,
-                "error": "",
-                "results": {},
-                "run": run,
-            }
-            tasks.append(t)
+            n_nodes += 1
+            for kind in kinds:
+                t = {
+                    "id": ("replay-" if kind == "replay" else "diag-") + uuid.uuid4().hex[:10],
+                    "incident": inc.id,
+                    "node": node,
+                    "kind": kind,
+                    "level": self.cfg.level if kind == "dcgm_diag" else None,
+                    "gpus": sorted(by_node[node], key=lambda g: g["index"]),
+                    "state": "queued",
+                    "requested_ms": at_ms,
+                    "dispatched_ms": None,
+                    "finished_ms": None,
+                    "error": "",
+                    "results": {},
+                    "run": run,
+                }
+                if kind == "replay":
+                    t["seed"], t["step_ms"] = seed, int(step_ms) if isinstance(step_ms, (int, float)) else None
+                tasks.append(t)
         skipped += [
             f"{n} (over max_nodes={self.cfg.max_nodes})" for n in sorted(by_node)[self.cfg.max_nodes :]
         ]
@@ -290,14 +334,16 @@ class DiagnosticsManager:
             for t in tasks:
                 self.tasks[t["id"]] = t
                 self.node_last[t["node"]] = at_ms
-        n_gpus = sum(len(t["gpus"]) for t in tasks)
+        per_node = {t["node"]: len(t["gpus"]) for t in tasks}
+        n_gpus = sum(per_node.values())
         prev = list(diag.get("tasks", [])) if again else []
         inc.diagnostics = {"requested": True, "why": why, "requested_ms": at_ms, "tasks": prev + tasks, "runs": run}
         if tasks:
-            nodes = ", ".join(f"{t['node']} ({len(t['gpus'])})" for t in tasks)
+            nodes = ", ".join(f"{n} ({k})" for n, k in per_node.items())
             nth = f" (run {run} of {self.cfg.runs})" if self.cfg.runs > 1 else ""
+            how = " then ".join(["replay"] * self.cfg.replay + [f"dcgmi diag -r {self.cfg.level}"] * self.cfg.dcgm)
             inc.log(at_ms, "diagnostics_requested",
-                    f"diagnostics requested on {n_gpus} GPUs of {len(tasks)} node(s) (dcgmi diag -r {self.cfg.level}){nth}: "
+                    f"diagnostics requested on {n_gpus} GPUs of {len(per_node)} node(s) ({how}){nth}: "
                     f"{nodes}; {why}", tasks=[t["id"] for t in tasks])  # fmt: skip
         if skipped:
             inc.log(at_ms, "diagnostics_skipped", "not diagnosed: " + "; ".join(skipped))
@@ -336,6 +382,7 @@ class DiagnosticsManager:
             inbox, self.inbox = self.inbox, []
         touched: dict[str, Any] = {}
         until: dict[str, int] = {}
+        evidence: set[str] = set()  # incidents with new evidence (a replay waiting for its peers is none yet)
         for tid, res in inbox:
             t = self.tasks[tid]
             inc = incidents.get(t["incident"])
@@ -343,9 +390,21 @@ class DiagnosticsManager:
             if inc is not None:
                 touched[inc.id] = inc
                 until[inc.id] = max(until.get(inc.id, at_ms), int(res["finished_ms"]))
+                if t["kind"] != "replay":
+                    evidence.add(inc.id)
+        # replays of a round are compared once every one of them has answered, failed or expired
+        for inc in list(touched.values()) + [incidents.get(i) for i in self._replay_pending()]:
+            if inc is None:
+                continue
+            fin = self._compare_replays(inc, until.get(inc.id, at_ms))
+            if fin is not None:
+                touched[inc.id] = inc
+                until[inc.id] = max(until.get(inc.id, at_ms), fin)
+                evidence.add(inc.id)
         for inc in touched.values():
             # the results' own time: an agent's clock may run ahead of a data clock
-            self._rerun_rca(inc, until[inc.id], incidents)
+            if inc.id in evidence:
+                self._rerun_rca(inc, until[inc.id], incidents)
             out[inc.id] = inc
             self._maybe_again(inc, until[inc.id])
         for inc in out.values():
@@ -364,8 +423,10 @@ class DiagnosticsManager:
             live = [self.tasks.get(t["id"], t) for t in tasks]
         if any(t["state"] not in ("done", "failed", "expired") for t in live):
             return
-        if any(r.get("status") == "fail" for t in live for r in t.get("results", {}).values()):
+        if any(r.get("status") in ("fail", "mismatch") for t in live for r in t.get("results", {}).values()):
             return
+        if any(t["kind"] == "replay" and not t.get("compared") for t in live if t["state"] == "done"):
+            return  # the round's replays are not compared yet
         if not any(t["state"] == "done" for t in live) or self.wants(inc) is None:
             return
         inc.log(at_ms, "diagnostics_repeat", f"every diagnosed GPU passed run {run} and the hypothesis stands; "
@@ -383,11 +444,16 @@ class DiagnosticsManager:
             t["state"], t["error"] = "failed", res["error"] or "no result"
             if inc is not None:
                 inc.log(
-                    fin, "diagnostics_failed", f"{t['node']}: task {t['id']} gave no result: {t['error']}"
+                    fin, "diagnostics_failed", f"{t['node']}: task {t['id']} ({t['kind']}) gave no result: {t['error']}"
                 )
             return
         t["state"] = "done"
         t["error"] = res["error"]
+        if t["kind"] == "replay":
+            t["replay"] = rep.to_dict()
+            for g in t["gpus"]:
+                t["results"][str(g["index"])] = {"status": "received", "checksum": rep.gpus[g["index"]].checksum}
+            return
         events, rows = [], []
         failed_lines, passed = [], 0
         for g in t["gpus"]:
@@ -440,6 +506,94 @@ class DiagnosticsManager:
             if passed:
                 inc.log(fin, "diagnostic_passed",
                         f"{t['node']}: {passed} of {len(t['gpus'])} GPU(s) passed dcgmi diag -r {t['level']}", task=t["id"])  # fmt: skip
+
+    def _replay_pending(self) -> set[str]:
+        """Incidents with replay tasks not compared yet (the last may have expired, with no result to apply)."""
+        with self.lock:
+            return {t["incident"] for t in self.tasks.values() if t["kind"] == "replay" and not t.get("compared")
+                    and t["state"] in ("done", "failed", "expired")}  # fmt: skip
+
+    def _compare_replays(self, inc: Any, at_ms: int) -> int | None:
+        """Compare the checksums of the incident's current round once all its replays are in; the
+        results' time when GPUs were compared (the RCA has new evidence), else None."""
+        from sightglass.model import Event, MetricMetadata, MetricType, SampleBatch
+
+        diag = inc.diagnostics or {}
+        run = int(diag.get("runs", 1))
+        with self.lock:
+            live = [self.tasks.get(t["id"], t) for t in diag.get("tasks", [])
+                    if t.get("kind") == "replay" and int(t.get("run", 1)) == run]  # fmt: skip
+            if not live or all(t.get("compared") for t in live):
+                return None
+            if any(t["state"] in ("queued", "dispatched", "received") for t in live):
+                return None
+            for t in live:
+                t["compared"] = True
+        done = [t for t in live if t["state"] == "done" and t.get("replay")]
+        if not done:
+            inc.log(at_ms, "replay_inconclusive", f"no replay of run {run} gave checksums (see the failed tasks)")
+            return None
+        fin = max(int(t["finished_ms"] or at_ms) for t in done)
+        groups: dict[str, list[tuple[dict[str, Any], dict[str, Any], str]]] = {}
+        for t in done:
+            rep = t["replay"]
+            for g in t["gpus"]:
+                got = rep["gpus"].get(str(g["index"]))
+                if got is not None:
+                    groups.setdefault(str(rep["input"]), []).append((t, g, str(got["checksum"])))
+        events, rows, lines = [], [], []
+        n_cmp = 0
+        for inp, members in sorted(groups.items()):
+            refs = {str(t["replay"].get("reference")) for t, _, _ in members if t["replay"].get("reference")}
+            counts = Counter(c for _, _, c in members)
+            top, n_top = counts.most_common(1)[0]
+            if len(refs) > 1:
+                lines.append(("replay_inconclusive", f"replay of {inp}: the hooks gave {len(refs)} different known answers"))
+                continue
+            if refs:
+                expected, against = next(iter(refs)), "the known answer"
+            elif len(members) >= 3 and 2 * n_top > len(members):
+                expected, against = top, "the majority"
+            else:
+                why = (f"{len(members)} GPU(s) cannot outvote each other" if len(members) < 3
+                       else f"no checksum is shared by more than half of {len(members)} GPUs (is the hook deterministic?)")  # fmt: skip
+                lines.append(("replay_inconclusive", f"replay of {inp} inconclusive: {why}"))
+                for t, g, _ in members:
+                    t["results"][str(g["index"])]["status"] = "inconclusive"
+                continue
+            agree = sum(1 for _, _, c in members if c == expected)
+            bad = [(t, g, c) for t, g, c in members if c != expected]
+            for t, g, c in members:
+                ok = c == expected
+                labels = {"Hostname": t["node"], "gpu": str(g["index"]), "UUID": g["uuid"]}
+                t["results"][str(g["index"])]["status"] = "match" if ok else "mismatch"
+                attrs = {"result": "match" if ok else "mismatch", "input": inp, "checksum": c, "expected": expected,
+                         "against": against, "agreeing": agree, "compared": len(members), "task": t["id"],
+                         "incident": t["incident"], "seed": t.get("seed")}  # fmt: skip
+                ts = int(t["finished_ms"] or fin)
+                events.append(Event(ts, REPLAY_EVENT_KIND, labels, attrs, "info" if ok else "critical", "replay"))
+                rows.append((REPLAY_METRIC, labels, ts, 0.0 if ok else 1.0))
+            n_cmp += len(members)
+            for t, g, c in bad:
+                lines.append(("replay_mismatch", f"GPU {g['index']} on {t['node']}: replay checksum {c[:12]} differs from "
+                              f"{against} {expected[:12]} ({agree} of {len(members)} GPUs agree; input {inp})"))  # fmt: skip
+            nodes = len({t["node"] for t, _, c in members if c == expected})
+            lines.append(("replay_matched", f"replay of {inp}: {agree} of {len(members)} GPU(s) on {nodes} node(s) "
+                          f"computed {against} ({expected[:12]})"))  # fmt: skip
+        try:
+            if events:
+                self.store.append_events(events)
+            if rows:
+                meta = {REPLAY_METRIC: MetricMetadata(REPLAY_METRIC, MetricType.GAUGE,
+                        "Whether the GPU's checksum in the last deterministic replay differed from the known answer "
+                        "or the majority of its job's GPUs on the same inputs: 1 mismatch, 0 match")}  # fmt: skip
+                self.store.append(SampleBatch.from_rows(rows, meta))
+        except Exception as e:  # the verdict is on the timeline even when the store refuses it
+            log.warning("could not store replay results of %s: %s", inc.id, e)
+            lines.append(("replay_not_stored", f"replay results not stored: {e}"))
+        for ev, line in lines:
+            inc.log(fin, ev, line)
+        return fin if n_cmp else None
 
     def _rerun_rca(self, inc: Any, at_ms: int, incidents: Any) -> None:
         if self.rerun is None or not inc.rca or inc.rca.get("error"):

@@ -226,7 +226,7 @@ def _analyze(
         ctx.add_events(events)
         ctx.add_config_labels(store, read)
         ctx.peers_and_rollups(extra_hosts)
-        return ctx, ctx.rank(sym_ents, sym_onset, n_top), stats
+        return ctx, ctx.rank(sym_ents, sym_onset, n_top, symptom), stats
 
     frame = fetch.load_frame(store, start, at_ms, plan.first, builder=builder) if plan.first else None
     read = list(plan.first)
@@ -1042,7 +1042,7 @@ class _Ctx:
         c.events.extend(rep.events[:3])
 
     # -------------------------------------------------------------- ranking
-    def rank(self, sym: list[str], sym_onset: int | None, top: int) -> list[Cause]:
+    def rank(self, sym: list[str], sym_onset: int | None, top: int, symptom: str = "") -> list[Cause]:
         sym_deps = {s: set(_depends(self.topo, s, self.at, self.deps)) | set(_depends(self.topo, s, self.t_on, self.deps)) | {s} for s in sym}
         scored: list[tuple[float, str, _Cand]] = []
         for s in sym:
@@ -1069,7 +1069,9 @@ class _Ctx:
         for score, eid, c in scored[:top]:
             e = self.topo.entity(eid)
             tier = e.attributes.get("tier") if e else None
-            fault = knowledge.hypothesis(c.kind, c.metrics, c.reasons, c.event_kinds, c.xids, tier=tier, absent=c.absent)
+            fault = knowledge.hypothesis(
+                c.kind, c.metrics, c.reasons, c.event_kinds, c.xids, tier=tier, absent=c.absent, symptom=symptom
+            )
             path = self._path(eid, sym)
             for sg in c.signals[:8]:
                 if not sg.query:

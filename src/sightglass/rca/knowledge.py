@@ -3,8 +3,9 @@
 - ``role_of(metric)``: whether a signal points at a *cause* on its own entity (a temperature, an
   XID, a throttle reason, link errors, NFS latency, CPU pressure) or is an *effect* felt by whatever
   runs there (utilisation, power drawn, step time). Effects still count, at a lower weight.
-- ``hypothesis(kind, evidence)``: the fault class (the simulator catalogue's names, so an evaluation can
-  compare) from the kind of the cause and which signals and events carry its evidence.
+- ``hypothesis(kind, evidence, symptom=)``: the fault class (the simulator catalogue's names, so an
+  evaluation can compare) from the kind of the cause, which signals and events carry its evidence, and
+  the symptom (a job alone under its own loss spike is silent data corruption, not a hang).
 - ``RUNBOOK``: one suggested action per fault class.
 """
 
@@ -202,6 +203,14 @@ RUNBOOK: dict[str, str] = {
 }
 
 
+LOSS_METRICS = ("training_loss", "loss")
+
+
+def loss_symptom(symptom: str) -> bool:
+    """Whether the symptom (a PromQL expression) is a training loss."""
+    return any(m in symptom for m in LOSS_METRICS)
+
+
 def _any(names: Iterable[str], *prefixes: str) -> bool:
     return any(n.startswith(prefixes) for n in names)
 
@@ -215,8 +224,10 @@ def hypothesis(
     *,
     tier: str | None = None,
     absent: bool = False,
+    symptom: str = "",
 ) -> str:
-    """The fault class that best explains this evidence on an entity of ``kind``."""
+    """The fault class that best explains this evidence on an entity of ``kind`` (``symptom``: the
+    expression the analysis explains)."""
     if kind in ("gpu", "mig"):
         if absent or 79 in xids:
             return "xid79_fell_off_bus"
@@ -280,6 +291,10 @@ def hypothesis(
         return "unknown"
     if kind == "job":
         if "training_loss" in metrics and not _any(metrics, "training_steps_total"):
+            return "silent_data_corruption"
+        if not metrics and not events and loss_symptom(symptom):
+            # the job is the only suspect of its own loss spike (nothing below it changed): that is
+            # the signature of silent data corruption, not of a hang (a hang stops the steps)
             return "silent_data_corruption"
         return "nccl_hang"
     return "unknown"

@@ -844,17 +844,33 @@ def simulate_diagnostic(sim: Simulator, host: str, gpus: list[int], level: int, 
     return diagnostic_json(per_gpu, level), DIAG_LEVEL_SECONDS[level] * 1000
 
 
+def simulate_replay(sim: Simulator, host: str, gpus: list[int], seed: int, at_ms: int) -> tuple[str, int]:
+    """What the replay hook would print on ``host`` for ``gpus`` started at ``at_ms``: the known answer
+    for a healthy GPU, a different checksum for an SDC-prone one with ``REPLAY_DETECT_P``."""
+    from sightglass.simulate.faults import REPLAY_DETECT_P, REPLAY_SECONDS, replay_json
+
+    node = next((i for i, n in enumerate(sim.factory.nodes) if n.hostname == host), None)
+    if node is None:
+        raise ValueError(f"no node {host!r} in the simulated factory")
+    rng = np.random.default_rng([sim.seed, 8, node, at_ms // 1000])
+    bad = {gi: "silent_data_corruption" in _gpu_faults(sim, node, gi, at_ms) and rng.random() < REPLAY_DETECT_P
+           for gi in gpus}  # fmt: skip
+    return replay_json(bad, seed, rng), REPLAY_SECONDS * 1000
+
+
 class SimulatedDiagAgent:
     """The agents of a simulated factory, answering diagnostic tasks on the alerting clock.
 
     Ticked by ``sightglass.alerting.diagnostics.DiagnosticsManager`` each round: it takes every
-    node's queued tasks as a real agent would (``dispatch``), and once the run's simulated duration
-    has passed, posts the simulated dcgmi output through ``submit_result`` (the same path, parser
-    and checks as ``POST /api/v1/agent/tasks/{id}/result``)."""
+    node's queued tasks as a real agent would (``dispatch``), runs them one after the other per node
+    (replay, then dcgmi, in the order listed), and once a run's simulated duration has passed, posts
+    the simulated output through ``submit_result`` (the same path, parsers and checks as
+    ``POST /api/v1/agent/tasks/{id}/result``)."""
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self.running: dict[str, tuple[dict[str, Any], str, int, int]] = {}
+        self.busy_until: dict[str, int] = {}
         self.results = 0
 
     def tick(self, manager: Any, at_ms: int) -> None:
@@ -863,8 +879,13 @@ class SimulatedDiagAgent:
                 if task["id"] in self.running:
                     continue
                 gpus = [int(g["index"]) for g in task["gpus"]]
-                out, dur = simulate_diagnostic(self.sim, n.hostname, gpus, int(task["level"]), at_ms)
-                self.running[task["id"]] = ({**task, "node": n.hostname}, out, at_ms, at_ms + dur)
+                t0 = max(at_ms, self.busy_until.get(n.hostname, at_ms))
+                if task.get("kind") == "replay":
+                    out, dur = simulate_replay(self.sim, n.hostname, gpus, int(task.get("seed") or 0), t0)
+                else:
+                    out, dur = simulate_diagnostic(self.sim, n.hostname, gpus, int(task["level"]), t0)
+                self.busy_until[n.hostname] = t0 + dur
+                self.running[task["id"]] = ({**task, "node": n.hostname}, out, t0, t0 + dur)
         for tid, (task, out, t0, t1) in list(self.running.items()):
             if t1 > at_ms:
                 continue
