@@ -521,8 +521,11 @@ class DiagnosticsManager:
         diag = inc.diagnostics or {}
         run = int(diag.get("runs", 1))
         with self.lock:
-            live = [self.tasks.get(t["id"], t) for t in diag.get("tasks", [])
-                    if t.get("kind") == "replay" and int(t.get("run", 1)) == run]  # fmt: skip
+            mine = [self.tasks.get(t["id"], t) for t in diag.get("tasks", []) if t.get("kind") == "replay"]
+            for t in mine:
+                if int(t.get("run", 1)) != run and t["state"] in ("done", "failed", "expired"):
+                    t["compared"] = t.get("compared") or "superseded"  # a round that ended without its replays
+            live = [t for t in mine if int(t.get("run", 1)) == run]
             if not live or all(t.get("compared") for t in live):
                 return None
             if any(t["state"] in ("queued", "dispatched", "received") for t in live):
