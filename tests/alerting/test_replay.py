@@ -195,6 +195,19 @@ def test_replay_finds_the_gpu_dcgm_passed(scene: Scene) -> None:
     assert all(r["status"] == "pass" for r in got["dcgm_diag"]["results"].values())
     posts = [r for r in scene.hook.wait(posts_before + 1) if r.path == "/hook"]
     assert len(posts) > posts_before and uuid in json.dumps(posts[-1].body)  # the update names the GPU
+    # the CLI names the kind and the GPU that differed
+    from click.testing import CliRunner
+
+    from sightglass.cli import cli
+
+    out = CliRunner().invoke(cli, ["diagnostics", "list", "--incident", inc["id"], "--server", scene.base, "-o", "json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["id"]: r for r in json.loads(out.output)}
+    rid = next(t["id"] for t in tasks if t["node"] == host and t["kind"] == "replay")
+    assert rows[rid]["kind"] == "replay" and rows[rid]["results"][str(idx)]["status"] == "mismatch"
+    out = CliRunner().invoke(cli, ["diagnostics", "get", rid, "--server", scene.base])
+    assert out.exit_code == 0 and "replay (seed" in out.output and f"1 differed (GPU {idx})" in out.output
+    assert "checksum e1e1e1e1e1e1e1e1" in out.output
 
 
 def _manager(scene: Scene, replay_results: list[tuple[str, Any]]) -> tuple[Any, Any, list[dict[str, Any]]]:
@@ -300,6 +313,25 @@ def mgr_incidents(mgr: Any, inc: Any) -> Any:
     incs = IncidentManager(MemoryCatalog())
     incs.incidents[inc.id] = inc
     return incs
+
+
+def test_fleet_limit_counts_node_diagnoses(scene: Scene) -> None:
+    """A node's replay and DCGM task of one round count once against max_tasks_per_hour."""
+    from sightglass.alerting.catalog import MemoryCatalog
+    from sightglass.alerting.diagnostics import DiagnosticsConfig, DiagnosticsManager
+    from sightglass.alerting.incidents import Incident, IncidentManager
+
+    src = next(i for i in scene.svc.incidents.incidents.values() if i.diagnostics)
+    incs = IncidentManager(MemoryCatalog())
+    inc = Incident("inc-lim", "x", "open", "warning", scene.end_ms, src.anchor, rca=src.rca)
+    incs.incidents[inc.id] = inc
+    mgr = DiagnosticsManager(DiagnosticsConfig(max_tasks_per_hour=1), scene.store, topology=scene.svc._incident_args["topology"])
+    assert mgr.consider(inc, scene.end_ms)
+    tasks = mgr.list_tasks()
+    assert sorted(t["kind"] for t in tasks) == ["dcgm_diag", "replay"] and len({t["node"] for t in tasks}) == 1
+    skipped = [e["detail"] for e in inc.timeline if e["event"] == "diagnostics_skipped"]
+    n_nodes = len({t["node"] for t in src.diagnostics["tasks"]})
+    assert n_nodes >= 2 and "fleet limit of 1 node diagnoses an hour" in skipped[0]
 
 
 def test_config_needs_a_method() -> None:
