@@ -177,6 +177,8 @@ def suite(args: argparse.Namespace) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.compare_pruned and args.via_files:
         raise SystemExit("--compare-pruned works on the in-store path only (without --via-files)")
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     jobs = [(seed, n, k, args.minutes, not args.no_baro, args.via_files, args.workdir, args.compare_pruned)
             for seed in seeds for n in sizes for k in range(args.cases)]
     workers = args.workers or os.cpu_count() or 1
@@ -224,6 +226,8 @@ def latency(args: argparse.Namespace) -> None:
     dur_s = args.minutes * 60
     at_s = int(dur_s * 0.5 // 10 * 10)
     tmp = None
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else Path(tmp := tempfile.mkdtemp(prefix="sightglass-bench-", dir=args.workdir))
     meta_file = data / "bench.json"
     sim_s = 0.0
