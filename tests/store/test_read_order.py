@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pytest
 
+from sightglass.store import read_order
+from sightglass.store.duckdb import _in_row_order
 from sightglass.store.read_order import order_parts
 
 
@@ -57,3 +61,63 @@ def test_sorted_parts_merge_by_series_and_late_data_still_sorts() -> None:
     rank = np.array([1, 0])  # the rank reverses the series: each part stays sorted by rank
     sid, ts, vals, _ = order_parts([sealed, head], rank)
     assert sid.tolist() == [0, 0, 0, 0, 1, 1, 1] and vals.tolist() == [11, 12, 13, 14, 1, 2, 3]
+
+
+@pytest.mark.parametrize("block_copies", [read_order.BLOCK_COPIES, 0])
+def test_disjoint_sources_interleave_by_series_without_a_global_sort(
+    block_copies: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_order, "BLOCK_COPIES", block_copies)  # slices, or one row at a time
+    # a sealed day (sorted, with a duplicate: the later row wins), a stage in two sorted slices, the
+    # head unsorted; times increase from one source to the next
+    day = _part([0, 0, 0, 1, 2, 2], [1, 2, 2, 1, 1, 3], [1, 2, 2.5, 11, 21, 23])
+    stage = _part([1, 2, 0, 0, 1], [10, 10, 11, 12, 12], [110, 210, 11, 12, 120], [False, False, False, True, False])
+    head = _part([2, 0, 1, 2], [25, 20, 20, 21], [250, 20, 200, 211])
+    sid, ts, vals, stale = order_parts([day, stage, head])
+    assert sid.tolist() == [0] * 5 + [1] * 4 + [2] * 5
+    assert ts.tolist() == [1, 2, 11, 12, 20, 1, 10, 12, 20, 1, 3, 10, 21, 25]
+    assert vals[~stale].tolist() == [1, 2.5, 11, 20, 11, 110, 120, 200, 21, 23, 210, 211, 250]
+    assert stale.tolist() == [False, False, False, True] + [False] * 10
+    # the same with a rank that reverses the series and drops series 1
+    rank = np.array([1, -1, 0])
+    sid, ts, vals, _ = order_parts([day, stage, head], rank)
+    assert sid.tolist() == [0] * 5 + [1] * 5
+    assert ts.tolist() == [1, 3, 10, 21, 25, 1, 2, 11, 12, 20]
+    assert vals.tolist()[:5] == [21, 23, 210, 211, 250]
+    # the same as a plain reference (all rows, a stable sort, the last duplicate kept) on random data
+    rng = np.random.default_rng(7)
+    parts = [
+        _part(rng.integers(0, 50, 3_000).tolist(), (k * 1000 + rng.integers(0, 1000, 3_000)).tolist(),
+              rng.random(3_000).tolist(), (rng.random(3_000) < 0.01).tolist())
+        for k in range(3)
+    ]  # fmt: skip
+    rank = rng.permutation(50)
+    rank[rank == 3] = -1
+    got = order_parts(parts, rank)
+    sid = rank[np.concatenate([p[0] for p in parts])]
+    cols = [np.concatenate([p[i] for p in parts])[sid >= 0] for i in (1, 2, 3)]
+    sid = sid[sid >= 0]
+    order = np.lexsort((cols[0], sid))
+    sid, ts, vals, stale = sid[order], cols[0][order], cols[1][order], cols[2][order]
+    last = np.append((sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1]), True)
+    for a, b in zip(got, (sid[last], ts[last], vals[last], stale[last]), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_row_order_from_runs_of_a_parallel_scan() -> None:
+    # row groups handed back out of order, a chunk holding the ends of two, gaps between series
+    runs = [np.arange(100, 130), np.arange(0, 10), np.arange(40, 60), np.arange(200, 205)]
+    chunks = [np.concatenate(runs[:2]), np.concatenate(runs[2:])]
+    table = pa.Table.from_batches(
+        [pa.record_batch({"r": pa.array(c), "v": pa.array(c * 2.0)}) for c in chunks]
+    )
+    out = _in_row_order(table)
+    r = out.column("r").to_numpy()
+    assert r.tolist() == sorted(np.concatenate(runs).tolist())
+    assert (out.column("v").to_numpy() == r * 2.0).all()
+    ordered = pa.table({"r": pa.array(np.arange(5)), "v": pa.array(np.arange(5.0))})
+    assert _in_row_order(ordered) is ordered
+    # too many runs: sorted row by row, same answer
+    shuffled = np.random.default_rng(3).permutation(200_000)
+    table = pa.table({"r": pa.array(shuffled * 2), "v": pa.array(shuffled.astype(float))})
+    assert (_in_row_order(table).column("v").to_numpy() == np.arange(200_000)).all()

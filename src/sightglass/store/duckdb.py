@@ -999,7 +999,7 @@ class DuckDBStore:
         h1 = min(23, (hi - day_start) // HOUR_MS)
         params = {"h0": h0, "h1": h1}
         base = cur.sql(
-            f"SELECT first_ts, last_ts, n FROM tsbase_{day} b SEMI JOIN _ids ON b.series_id = _ids.id "
+            f"SELECT series_id, first_ts, last_ts, n FROM tsbase_{day} b SEMI JOIN _ids ON b.series_id = _ids.id "
             "WHERE hour >= $h0 AND hour <= $h1 ORDER BY series_id, hour",
             params=params,
         ).fetchnumpy()
@@ -1012,25 +1012,25 @@ class DuckDBStore:
                 )
         if not len(lens):
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, bool)
-        res = cur.sql(
-            f"SELECT s.rowid AS r, s.series_id, s.dt, s.value FROM samples_{day} s "
-            "SEMI JOIN _ids ON s.series_id = _ids.id WHERE s.hour >= $h0 AND s.hour <= $h1",
-            params=params,
-        ).to_arrow_table()
-        r = res.column("r").to_numpy()
-        sid = res.column("series_id").to_numpy().astype(np.int64)
-        dts = res.column("dt").to_numpy().astype(np.int64)
+        # the rows come back in stored order, (series, hour) as in tsbase, once put in rowid order; so
+        # the series of each row follows from tsbase's counts and needs no column of its own
+        res = _in_row_order(
+            cur.sql(
+                f"SELECT s.rowid AS r, s.dt, s.value FROM samples_{day} s "
+                "SEMI JOIN _ids ON s.series_id = _ids.id WHERE s.hour >= $h0 AND s.hour <= $h1",
+                params=params,
+            ).to_arrow_table()
+        )
+        if int(lens.sum()) != res.num_rows:
+            raise StoreError(f"samples_{day} and tsbase_{day} disagree ({res.num_rows} rows, {int(lens.sum())} indexed)")
+        sid = np.repeat(base["series_id"].astype(np.int64), lens)
+        dts = res.column("dt").to_numpy()
         vals, stale = _values_and_stale(res.column("value"))
-        if len(r) > 1 and not (r[1:] > r[:-1]).all():
-            order = np.argsort(r, kind="stable")
-            sid, dts, vals, stale = sid[order], dts[order], vals[order], stale[order]
-        if int(lens.sum()) != len(sid):
-            raise StoreError(f"samples_{day} and tsbase_{day} disagree ({len(sid)} rows, {int(lens.sum())} indexed)")
-        csum = np.cumsum(dts)
+        csum = np.cumsum(dts, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
         ts = csum + np.repeat(base["first_ts"].astype(np.int64) - csum[starts], lens)
-        keep = (ts >= lo) & (ts <= hi)
-        if not keep.all():
+        if int(base["first_ts"].min()) < lo or int(base["last_ts"].max()) > hi:
+            keep = (ts >= lo) & (ts <= hi)
             sid, ts, vals, stale = sid[keep], ts[keep], vals[keep], stale[keep]
         return sid, ts, vals, stale
 
@@ -1290,6 +1290,38 @@ class DuckDBStore:
     def iter_tables(self) -> Iterator[str]:
         for (t,) in self.cursor().execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall():
             yield t
+
+
+def _in_row_order(res: pa.Table) -> pa.Table:
+    """``res`` (with a row number column ``r``) in ``r`` order.
+
+    DuckDB's parallel scan hands back row groups in any order. The result is cut into runs of
+    consecutive row numbers (a selector's series are a few long runs of a sorted day); runs are
+    disjoint, so putting them in order by their first row, as zero-copy slices, orders every row.
+    Rows are sorted only when there are too many runs.
+    """
+    if res.num_rows <= 1:
+        return res
+    firsts, lasts, starts = [], [], []
+    at = 0
+    for chunk in res.column("r").chunks:
+        r = chunk.to_numpy()  # one chunk: no copy
+        if not len(r):
+            continue
+        cuts = np.flatnonzero(r[1:] != r[:-1] + 1) + 1
+        a = np.concatenate([[0], cuts])
+        firsts.append(r[a])
+        lasts.append(r[np.append(cuts, len(r)) - 1])
+        starts.append(a + at)
+        at += len(r)
+        if sum(len(f) for f in firsts) > 65_536:
+            return res.take(pa.array(np.argsort(res.column("r").to_numpy(), kind="stable")))
+    first, last, start = np.concatenate(firsts), np.concatenate(lasts), np.concatenate(starts)
+    if not bool((last[:-1] >= first[1:]).any()):
+        return res
+    order = np.argsort(first)
+    length = last - first + 1
+    return pa.concat_tables([res.slice(int(start[i]), int(length[i])) for i in order])
 
 
 def _values_and_stale(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

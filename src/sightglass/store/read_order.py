@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+BLOCK_COPIES = 20_000  # up to this many (series, source) blocks are copied as slices, else row by row
 
 
 def _empty() -> Columns:
@@ -34,6 +35,22 @@ def order_parts(parts: Sequence[Columns], rank: np.ndarray | None = None) -> Col
     parts = [p for p in parts if len(p[0])]
     if not parts:
         return _empty()
+    if len(parts) > 1 and _disjoint(parts):
+        ranked = [_ranked(p, rank) for p in parts] if rank is not None else list(parts)
+        ranked = [p for p in ranked if len(p[0])]
+        if not ranked:
+            return _empty()
+        if len(ranked) > 1:
+            ordered = []
+            for p in ranked:
+                if len(p[0]) > 1:
+                    sid, ts, vals, stale = _sorted(p[0], p[1], p[2], p[3] if bool(p[3].any()) else None)
+                    p = (sid, ts, vals, stale if stale is not None else np.zeros(len(sid), dtype=bool))
+                ordered.append(p)
+            out = _interleave(ordered)
+            if out is not None:
+                return out
+        parts, rank = ranked, None
     has_stale = any(bool(p[3].any()) for p in parts)
     sid = _cat([p[0] for p in parts])
     ts = _cat([p[1] for p in parts])
@@ -79,4 +96,63 @@ def _sorted(
         keep = np.append(~dup, True)
         sid, ts, vals = sid[keep], ts[keep], vals[keep]
         stale = stale[keep] if stale is not None else None
+    return sid, ts, vals, stale
+
+
+def _disjoint(parts: Sequence[Columns]) -> bool:
+    """Each part's times all come after the previous part's (so no row of one can tie another's)."""
+    prev = None
+    for p in parts:
+        lo, hi = int(p[1].min()), int(p[1].max())
+        if prev is not None and lo <= prev:
+            return False
+        prev = hi
+    return True
+
+
+def _ranked(p: Columns, rank: np.ndarray) -> Columns:
+    sid = rank[p[0]]
+    if int(sid.min()) < 0:
+        ok = sid >= 0
+        return sid[ok], p[1][ok], p[2][ok], p[3][ok]
+    return sid, p[1], p[2], p[3]
+
+
+def _interleave(parts: Sequence[Columns]) -> Columns | None:
+    """Parts each sorted by (series, ts), with disjoint increasing times, merged: per series the
+    first part's rows, then the second's... None when the series numbers are too sparse for counts."""
+    n = sum(len(p[0]) for p in parts)
+    width = max(int(p[0].max()) for p in parts) + 1
+    if min(int(p[0].min()) for p in parts) < 0 or width > max(1 << 20, 4 * n):
+        return None
+    counts = np.stack([np.bincount(p[0], minlength=width) for p in parts])
+    total = counts.sum(axis=0)
+    series_start = np.cumsum(total) - total
+    before = np.cumsum(counts, axis=0) - counts  # a series' rows in the earlier parts
+    sid = np.repeat(np.arange(width, dtype=np.int64), total)
+    ts = np.empty(n, dtype=np.int64)
+    vals = np.empty(n, dtype=np.float64)
+    stale = np.zeros(n, dtype=bool)
+    blocks = counts > 0
+    if int(blocks.sum()) <= BLOCK_COPIES:  # few (series, part) blocks: copy each as a slice
+        for k, p in enumerate(parts):
+            in_part = np.cumsum(counts[k]) - counts[k]
+            to = series_start + before[k]
+            has_stale = bool(p[3].any())
+            for s in np.flatnonzero(blocks[k]).tolist():
+                a, c, m = int(in_part[s]), int(to[s]), int(counts[k, s])
+                ts[c : c + m] = p[1][a : a + m]
+                vals[c : c + m] = p[2][a : a + m]
+                if has_stale:
+                    stale[c : c + m] = p[3][a : a + m]
+        return sid, ts, vals, stale
+    for k, p in enumerate(parts):
+        in_part = np.cumsum(counts[k]) - counts[k]  # where each series starts inside this part
+        shift = series_start + before[k] - in_part
+        dest = shift[p[0]]
+        dest += np.arange(len(p[0]), dtype=np.int64)
+        ts[dest] = p[1]
+        vals[dest] = p[2]
+        if bool(p[3].any()):
+            stale[dest] = p[3]
     return sid, ts, vals, stale
