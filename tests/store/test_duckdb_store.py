@@ -371,3 +371,27 @@ def test_a_plain_sealed_day_from_an_older_file_stays_readable(tmp_path: Path) ->
         assert s.schema_version() == len(MIGRATIONS) and day not in s._delta_days
         got = s.select([Matcher("__name__", "=", "m")], t0 + 50_000, t0 + 150_000)
         assert [list(x.values) for x in got] == [[5.0, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]] * 3
+
+
+def test_read_arrays_with_a_rank_over_a_sealed_day_a_stage_and_the_head(tmp_path: Path) -> None:
+    # a sealed day (delta layout), the next day's stage, the head; the rank reverses the series and
+    # leaves one out: the rows equal the unranked read, renumbered and filtered
+    day0 = 1_700_006_400_000  # a UTC midnight
+    with DuckDBStore(tmp_path, options=StoreOptions(retention_ms=10**14, compact_every_s=10**9)) as s:
+        s.append(_batch(6, 8640 + 1500, t0=day0))  # a day and ~4 hours at 10 s
+        s.append(_batch(6, 3, t0=day0 + 3_000))  # off-grid samples in the first minute, written later
+        s.compact(force=False)
+        assert s.partitions() and s.count("samples_head")
+        ids = s.select_ids([Matcher("__name__", "=", "gpu_temp")])
+        rank = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+        keep = np.sort(ids)[1:]
+        rank[keep] = np.arange(len(keep))[::-1]
+        lo, hi = day0 + 5 * HOUR, day0 + DAY_MS + 2 * HOUR
+        sid, ts, vals, stale = s.read_arrays(ids, lo, hi)
+        rsid, rts, rvals, rstale = s.read_arrays(ids, lo, hi, rank=rank)
+        want = rank[sid]
+        ok = want >= 0
+        order = np.lexsort((ts[ok], want[ok]))
+        assert np.array_equal(rsid, want[ok][order]) and np.array_equal(rts, ts[ok][order])
+        assert np.array_equal(rvals, vals[ok][order]) and np.array_equal(rstale, stale[ok][order])
+        assert len(rsid) == 5 * ((hi - lo) // 10_000 + 1) and s._delta_days

@@ -62,7 +62,7 @@ from sightglass.store import head as _head
 from sightglass.store.base import LimitExceeded, StoreError, WriteResult
 from sightglass.store.index import SeriesIndex
 from sightglass.store.memory import keep_freed_memory
-from sightglass.store.read_order import order_parts
+from sightglass.store.read_order import order_parts, ranked
 from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row
 from sightglass.store.rows import to_json as _json
 from sightglass.store.tx import transaction
@@ -941,18 +941,19 @@ class DuckDBStore:
             return empty
         for attempt in (0, 1):
             try:
-                parts = self._read_sources(ids, start_ms, end_ms, limit_samples)
+                parts = self._read_sources(ids, start_ms, end_ms, limit_samples, rank)
                 break
             except (duckdb.CatalogException, duckdb.BinderException):
                 # a day was sealed or unsealed between choosing the layout and reading it
                 if attempt:
                     raise
                 self._delta_days = self._load_delta_days()
-        return order_parts(parts, rank)
+        return order_parts(parts)
 
     def _read_sources(
-        self, ids: np.ndarray, lo: int, hi: int, limit: int | None
+        self, ids: np.ndarray, lo: int, hi: int, limit: int | None, rank: np.ndarray | None = None
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Each source's rows, its series numbered by ``rank`` when given (negative ranks dropped)."""
         delta = self._delta_days
         cur = self.cursor()
         cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
@@ -963,7 +964,7 @@ class DuckDBStore:
                 left = None if limit is None else limit - total
                 day = table[len("samples_") :]
                 if day in delta:
-                    part = self._read_delta_day(cur, day, lo, hi, left)
+                    part = self._read_delta_day(cur, day, lo, hi, left, rank)
                 else:
                     cap = f" LIMIT {left + 1}" if left is not None else ""
                     res = cur.sql(
@@ -978,6 +979,8 @@ class DuckDBStore:
                         vals,
                         stale,
                     )
+                    if rank is not None and len(part[0]):
+                        part = ranked(part, rank)
                 total += len(part[0])
                 if limit is not None and total > limit:
                     raise LimitExceeded(
@@ -991,9 +994,11 @@ class DuckDBStore:
         return parts
 
     def _read_delta_day(
-        self, cur: duckdb.DuckDBPyConnection, day: str, lo: int, hi: int, limit: int | None
+        self, cur: duckdb.DuckDBPyConnection, day: str, lo: int, hi: int, limit: int | None,
+        rank: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Rebuild a delta-layout day's timestamps for the hours that overlap ``[lo, hi]``."""
+        """Rebuild a delta-layout day's timestamps for the hours that overlap ``[lo, hi]`` (series
+        numbered by ``rank`` when given: per chunk, before the rows are made)."""
         day_start = int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
         h0 = max(0, (lo - day_start) // HOUR_MS)
         h1 = min(23, (hi - day_start) // HOUR_MS)
@@ -1023,14 +1028,20 @@ class DuckDBStore:
         )
         if int(lens.sum()) != res.num_rows:
             raise StoreError(f"samples_{day} and tsbase_{day} disagree ({res.num_rows} rows, {int(lens.sum())} indexed)")
-        sid = np.repeat(base["series_id"].astype(np.int64), lens)
+        chunk_sid = base["series_id"].astype(np.int64)
+        if rank is not None:
+            chunk_sid = rank[chunk_sid]
+        sid = np.repeat(chunk_sid, lens)
         dts = res.column("dt").to_numpy()
         vals, stale = _values_and_stale(res.column("value"))
         csum = np.cumsum(dts, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
         ts = csum + np.repeat(base["first_ts"].astype(np.int64) - csum[starts], lens)
-        if int(base["first_ts"].min()) < lo or int(base["last_ts"].max()) > hi:
+        unranked = rank is not None and int(chunk_sid.min()) < 0
+        if unranked or int(base["first_ts"].min()) < lo or int(base["last_ts"].max()) > hi:
             keep = (ts >= lo) & (ts <= hi)
+            if unranked:
+                keep &= sid >= 0
             sid, ts, vals, stale = sid[keep], ts[keep], vals[keep], stale[keep]
         return sid, ts, vals, stale
 

@@ -36,13 +36,13 @@ def order_parts(parts: Sequence[Columns], rank: np.ndarray | None = None) -> Col
     if not parts:
         return _empty()
     if len(parts) > 1 and _disjoint(parts):
-        ranked = [_ranked(p, rank) for p in parts] if rank is not None else list(parts)
-        ranked = [p for p in ranked if len(p[0])]
-        if not ranked:
+        numbered = [ranked(p, rank) for p in parts] if rank is not None else list(parts)
+        numbered = [p for p in numbered if len(p[0])]
+        if not numbered:
             return _empty()
-        if len(ranked) > 1:
+        if len(numbered) > 1:
             ordered = []
-            for p in ranked:
+            for p in numbered:
                 if len(p[0]) > 1:
                     sid, ts, vals, stale = _sorted(p[0], p[1], p[2], p[3] if bool(p[3].any()) else None)
                     p = (sid, ts, vals, stale if stale is not None else np.zeros(len(sid), dtype=bool))
@@ -50,7 +50,7 @@ def order_parts(parts: Sequence[Columns], rank: np.ndarray | None = None) -> Col
             out = _interleave(ordered)
             if out is not None:
                 return out
-        parts, rank = ranked, None
+        parts, rank = numbered, None
     has_stale = any(bool(p[3].any()) for p in parts)
     sid = _cat([p[0] for p in parts])
     ts = _cat([p[1] for p in parts])
@@ -110,7 +110,8 @@ def _disjoint(parts: Sequence[Columns]) -> bool:
     return True
 
 
-def _ranked(p: Columns, rank: np.ndarray) -> Columns:
+def ranked(p: Columns, rank: np.ndarray) -> Columns:
+    """``p`` with its series numbered by ``rank``; rows whose rank is negative dropped."""
     sid = rank[p[0]]
     if int(sid.min()) < 0:
         ok = sid >= 0
