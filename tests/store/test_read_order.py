@@ -48,6 +48,9 @@ def test_empty_and_sorted_input() -> None:
     big = _part([2**40, 3, 2**40], [2**60, 1, 5], [1, 2, 3])
     sid, ts, _, _ = order_parts([big])
     assert sid.tolist() == [3, 2**40, 2**40] and ts.tolist() == [1, 5, 2**60]
+    # ...also from disjoint sources, where per-series counts would be too large
+    sid, ts, _, _ = order_parts([_part([2**40, 3], [1, 2], [1, 2]), _part([3, 2**40], [5, 6], [3, 4])])
+    assert sid.tolist() == [3, 3, 2**40, 2**40] and ts.tolist() == [2, 5, 1, 6]
 
 
 def test_sorted_parts_merge_by_series_and_late_data_still_sorts() -> None:
@@ -63,11 +66,11 @@ def test_sorted_parts_merge_by_series_and_late_data_still_sorts() -> None:
     assert sid.tolist() == [0, 0, 0, 0, 1, 1, 1] and vals.tolist() == [11, 12, 13, 14, 1, 2, 3]
 
 
-@pytest.mark.parametrize("block_copies", [read_order.BLOCK_COPIES, 0])
+@pytest.mark.parametrize("block_rows", [1, 10**9])
 def test_disjoint_sources_interleave_by_series_without_a_global_sort(
-    block_copies: int, monkeypatch: pytest.MonkeyPatch
+    block_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(read_order, "BLOCK_COPIES", block_copies)  # slices, or one row at a time
+    monkeypatch.setattr(read_order, "BLOCK_ROWS", block_rows)  # slices, or one row at a time
     # a sealed day (sorted, with a duplicate: the later row wins), a stage in two sorted slices, the
     # head unsorted; times increase from one source to the next
     day = _part([0, 0, 0, 1, 2, 2], [1, 2, 2, 1, 1, 3], [1, 2, 2.5, 11, 21, 23])

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-BLOCK_COPIES = 20_000  # up to this many (series, source) blocks are copied as slices, else row by row
+BLOCK_ROWS = 256  # (series, source) blocks this long on average are copied as slices, else row by row
 
 
 def _empty() -> Columns:
@@ -124,8 +124,8 @@ def _interleave(parts: Sequence[Columns]) -> Columns | None:
     first part's rows, then the second's... None when the series numbers are too sparse for counts."""
     n = sum(len(p[0]) for p in parts)
     width = max(int(p[0].max()) for p in parts) + 1
-    if min(int(p[0].min()) for p in parts) < 0 or width > max(1 << 20, 4 * n):
-        return None
+    if min(int(p[0].min()) for p in parts) < 0 or len(parts) * width > 2 * n + 65_536:
+        return None  # the per-series counts would outweigh the rows
     counts = np.stack([np.bincount(p[0], minlength=width) for p in parts])
     total = counts.sum(axis=0)
     series_start = np.cumsum(total) - total
@@ -135,7 +135,7 @@ def _interleave(parts: Sequence[Columns]) -> Columns | None:
     vals = np.empty(n, dtype=np.float64)
     stale = np.zeros(n, dtype=bool)
     blocks = counts > 0
-    if int(blocks.sum()) <= BLOCK_COPIES:  # few (series, part) blocks: copy each as a slice
+    if int(blocks.sum()) <= n // BLOCK_ROWS:  # long (series, part) blocks: copy each as a slice
         for k, p in enumerate(parts):
             in_part = np.cumsum(counts[k]) - counts[k]
             to = series_start + before[k]
