@@ -74,11 +74,11 @@ def _fake_dcgmi(path: Path, fail_gpu: int | None) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+def sdc_scene(tmp: Path, diagnostics: dict[str, Any]) -> Iterator[Scene]:
+    """A real server over a 4-node store with one SDC fault, its rules replayed over the simulated
+    20 minutes (as `rules replay` does); ``diagnostics``: the ``[alerting.diagnostics]`` table."""
     from tests.alerting.conftest import Receiver
 
-    tmp = tmp_path_factory.mktemp("diag")
     store = DuckDBStore(tmp / "data", options=StoreOptions(compact_every_s=3600))
     minutes = 20
     _, sim = run_ingest(store, nodes=4, duration_s=minutes * 60, seed=12, start_ms=START, workdir=tmp,
@@ -93,7 +93,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     cfg = Config.model_validate({
         "data": str(tmp / "data"), "listen": "127.0.0.1:0",
         "alerting": {"evaluation_interval": "1h", "clock": "data", "notifiers": [{"type": "webhook", "url": hook.url + "/hook"}],
-                     "diagnostics": {"level": 3, "replay": False}},  # the DCGM path alone (replay: test_replay.py)
+                     "diagnostics": diagnostics},
     })  # fmt: skip
     app, ctx = build_app(cfg, store)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
@@ -109,7 +109,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     svc = get_service(ctx)
     assert svc is not None
     end = START + minutes * 60_000
-    svc.replay(START, end)  # the rules over the simulated span, as `rules replay` does
+    svc.replay(START, end)
     try:
         yield Scene(base, svc, store, truth, tmp, hook, end)
     finally:
@@ -118,6 +118,12 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         svc.close()
         srv_hook.shutdown()
         store.close()
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    # the DCGM path alone (replay: test_replay.py)
+    yield from sdc_scene(tmp_path_factory.mktemp("diag"), {"level": 3, "replay": False})
 
 
 def _serve_receiver(rec: Any) -> Any:

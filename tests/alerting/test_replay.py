@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,16 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from tests.alerting.test_diagnostics import Scene, _fake_dcgmi, _incident, _serve_receiver
+from tests.alerting.test_diagnostics import Scene, _fake_dcgmi, _incident, sdc_scene
 
-from sightglass.config import Config
-from sightglass.server import build_app
-from sightglass.simulate.fast import run_ingest
-from sightglass.simulate.faults import ScriptedFault
-from sightglass.store.duckdb import DuckDBStore, StoreOptions
 from sightglass.timeutil import parse_time_ms
-from sightglass.topology import TopologyBuilder
 
 START = parse_time_ms("2026-11-16T00:00:00Z")
 GOOD = "5a" * 32
@@ -59,50 +51,8 @@ def _hook(path: Path, bad_gpu: int | None, *, mode: str = "ok") -> Path:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
-    from tests.alerting.conftest import Receiver
-
-    tmp = tmp_path_factory.mktemp("replay")
-    store = DuckDBStore(tmp / "data", options=StoreOptions(compact_every_s=3600))
-    minutes = 20
-    _, sim = run_ingest(store, nodes=4, duration_s=minutes * 60, seed=12, start_ms=START, workdir=tmp,
-                        scripted=[ScriptedFault("silent_data_corruption", 10 * 60_000, 15 * 60_000, {})])  # fmt: skip
-    truth = next(f.truth() for f in sim.faults if f.state.get("started"))
-    b = TopologyBuilder()
-    b.add_inventory(sim.factory.describe())
-    b.update(store)
-    b.persist(store)
-    hook = Receiver()
-    srv_hook = _serve_receiver(hook)
-    cfg = Config.model_validate({
-        "data": str(tmp / "data"), "listen": "127.0.0.1:0",
-        "alerting": {"evaluation_interval": "1h", "clock": "data", "notifiers": [{"type": "webhook", "url": hook.url + "/hook"}],
-                     "diagnostics": {"level": 3, "runs": 1}},  # replay (default on) then DCGM level 3
-    })  # fmt: skip
-    app, ctx = build_app(cfg, store)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    from sightglass.alerting.service import get_service
-
-    svc = get_service(ctx)
-    assert svc is not None
-    end = START + minutes * 60_000
-    svc.replay(START, end)
-    try:
-        yield Scene(base, svc, store, truth, tmp, hook, end)
-    finally:
-        server.should_exit = True
-        th.join(10)
-        svc.close()
-        srv_hook.shutdown()
-        store.close()
+    # replay (default on), then DCGM level 3
+    yield from sdc_scene(tmp_path_factory.mktemp("replay"), {"level": 3, "runs": 1})
 
 
 def _agent(scene: Scene, node: str, hook: Path, dcgmi: Path) -> subprocess.Popen[bytes]:

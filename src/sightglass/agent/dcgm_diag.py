@@ -21,13 +21,14 @@ never taken from the server.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from .tool_json import load_tool_json
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 MAX_GPUS = 64
@@ -162,24 +163,8 @@ def _messages(v: Any, where: str) -> tuple[list[str], list[int]]:
 
 def parse_diag_json(text: str | bytes) -> DiagReport:
     """Read ``dcgmi diag -j`` output (DCGM 2.x-4.x); :class:`DiagError` on anything else."""
-    if isinstance(text, bytes):
-        if len(text) > MAX_OUTPUT_BYTES:
-            raise DiagError(f"the output is {len(text)} bytes, over the {MAX_OUTPUT_BYTES}-byte limit")
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DiagError(f"the output is not UTF-8: {e}") from None
-    if len(text) > MAX_OUTPUT_BYTES:
-        raise DiagError(f"the output is {len(text)} characters, over the {MAX_OUTPUT_BYTES} limit")
-    if not text.strip():
-        raise DiagError("dcgmi printed nothing (expected a JSON document)")
-    try:
-        doc = json.loads(text)
-    except RecursionError:
-        raise DiagError("the output nests too deeply to be a dcgmi document") from None
-    except ValueError as e:
-        trunc = " (truncated?)" if "Expecting" in str(e) and e.args and text.rstrip()[-1:] not in "}]" else ""
-        raise DiagError(f"the output is not JSON{trunc}: {e}") from None
+    doc = load_tool_json(text, limit=MAX_OUTPUT_BYTES, error=DiagError, what="a dcgmi document",
+                         empty="dcgmi printed nothing (expected a JSON document)", hint_truncation=True)
     _where_type(doc, "the document", dict, "a JSON object")
     key = next((k for k in ("DCGM Diagnostic", "DCGM GPU Diagnostic") if k in doc), None)
     if key is None:

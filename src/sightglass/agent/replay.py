@@ -29,7 +29,6 @@ the same ``input`` (``sightglass.alerting.diagnostics``).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -37,6 +36,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from .tool_json import load_tool_json
 
 MAX_OUTPUT_BYTES = 1024 * 1024
 MAX_GPUS = 64
@@ -77,23 +78,8 @@ def _checksum(v: Any, where: str) -> str:
 
 def parse_replay_json(text: str | bytes, expected: list[int] | None = None) -> ReplayReport:
     """Read a replay hook's output; ``expected``: the GPU indices asked for (each must be there, and no other)."""
-    if isinstance(text, bytes):
-        if len(text) > MAX_OUTPUT_BYTES:
-            raise ReplayError(f"the output is {len(text)} bytes, over the {MAX_OUTPUT_BYTES}-byte limit")
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ReplayError(f"the output is not UTF-8: {e}") from None
-    if len(text) > MAX_OUTPUT_BYTES:
-        raise ReplayError(f"the output is {len(text)} characters, over the {MAX_OUTPUT_BYTES} limit")
-    if not text.strip():
-        raise ReplayError("the replay hook printed nothing (expected a JSON object with per-GPU checksums)")
-    try:
-        doc = json.loads(text)
-    except RecursionError:
-        raise ReplayError("the output nests too deeply to be a replay result") from None
-    except ValueError as e:
-        raise ReplayError(f"the output is not JSON: {e}") from None
+    doc = load_tool_json(text, limit=MAX_OUTPUT_BYTES, error=ReplayError, what="a replay result",
+                         empty="the replay hook printed nothing (expected a JSON object with per-GPU checksums)")
     if not isinstance(doc, dict):
         raise ReplayError(f"the output must be a JSON object, got {type(doc).__name__}")
     unknown = set(doc) - {"input", "reference", "gpus", "version", "backend", "device"}

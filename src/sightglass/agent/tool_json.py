@@ -1,0 +1,41 @@
+"""Read the JSON a diagnostic tool printed (``dcgmi diag -j``, a replay hook), within limits.
+
+One place for the checks every tool's output goes through before its own schema is read: size
+(bytes and characters), UTF-8, empty output, nesting depth, and JSON syntax, each with a message that
+names what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def load_tool_json(text: str | bytes, *, limit: int, error: type[ValueError], empty: str, what: str,
+                   hint_truncation: bool = False) -> Any:
+    """``text`` as JSON, or ``error`` with a precise reason.
+
+    ``empty``: the message when the tool printed nothing; ``what``: the document's name in the
+    nesting message (e.g. "a dcgmi document"); ``hint_truncation``: say "(truncated?)" when the
+    JSON ends early.
+    """
+    if isinstance(text, bytes):
+        if len(text) > limit:
+            raise error(f"the output is {len(text)} bytes, over the {limit}-byte limit")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise error(f"the output is not UTF-8: {e}") from None
+    if len(text) > limit:
+        raise error(f"the output is {len(text)} characters, over the {limit} limit")
+    if not text.strip():
+        raise error(empty)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise error(f"the output nests too deeply to be {what}") from None
+    except ValueError as e:
+        trunc = ""
+        if hint_truncation and "Expecting" in str(e) and e.args and text.rstrip()[-1:] not in "}]":
+            trunc = " (truncated?)"
+        raise error(f"the output is not JSON{trunc}: {e}") from None
