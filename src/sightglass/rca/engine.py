@@ -613,6 +613,9 @@ class _Ctx:
         self.deps: dict[tuple[str, int], dict[str, int]] = {}  # depends_on walks, shared by the passes
         self.waits_on: dict[str, set[str]] = defaultdict(set)  # switch -> switches starving its ports
         self.peer_of: dict[int, tuple[str, str, list[str]]] = {}
+        self._unsorted: dict[str, _Cand] = {}  # candidates given a signal since their last sort
+        # _walk_from: (entity, time) -> (parents, frontier, depth) of its walk so far
+        self._walks: dict[tuple[str, int], tuple[dict[str, tuple[str, Any]], list[str], int]] = {}
 
     def cand(self, eid: str) -> _Cand | None:
         eid = self.fold.get(eid, eid)
@@ -645,8 +648,9 @@ class _Ctx:
         waits = [i for i, m in enumerate(mnames) if m in knowledge.CREDIT_WAIT_METRICS]
         if waits:
             targets = list(ents)
+            known: dict[str, bool] = {}
             for j in np.flatnonzero(np.isin(mcode, waits)).tolist():
-                targets[j] = self._receiver(frame.names[j], ents[j])
+                targets[j] = self._receiver(frame.names[j], ents[j], known)
         tcode, tnames = _codes(targets)
         of_target = [None if t is None else self.cand(t) for t in tnames]
         self.col_cands = [c for c in of_target if c is not None]
@@ -687,6 +691,11 @@ class _Ctx:
             self._signal(c, j, metric, float(fmed[j]), float(med[j]), float(scale[j]), zs, onset, role, w)
             if owner is not None and owner != c.id and role == "cause":
                 self.waits_on[owner].add(c.id)  # the port's switch is starved of credits by c
+        # strongest first; one stable sort of the signals in the order they came (the order sorting
+        # after every signal gave: the keys are finite)
+        for c in self._unsorted.values():
+            c.signals.sort(key=lambda s: -s.z * _w(s))
+        self._unsorted.clear()
         return st
 
     def cols_of(self, metric: str) -> dict[str, list[int]]:
@@ -700,12 +709,17 @@ class _Ctx:
                     got.setdefault(self.col_cands[self.col_cand[j]].id, []).append(j)
         return got
 
-    def _receiver(self, name: str, ent: str | None) -> str | None:
-        """The switch withholding credits from a port (its ``remote_switch``), when the topology knows it."""
-        remote = _parse_name(name)[1].get(knowledge.REMOTE_SWITCH_LABEL)
-        if remote and self.topo.entity(f"switch:{remote}") is not None:
-            return f"switch:{remote}"
-        return ent
+    def _receiver(self, name: str, ent: str | None, known: dict[str, bool]) -> str | None:
+        """The switch withholding credits from a port (its ``remote_switch``), when the topology knows it.
+        ``known``: switch id -> whether the topology has it, shared by the columns of one frame."""
+        remote = _label_value(name, knowledge.REMOTE_SWITCH_LABEL)
+        if not remote:
+            return ent
+        sid = f"switch:{remote}"
+        got = known.get(sid)
+        if got is None:
+            got = known[sid] = self.topo.entity(sid) is not None
+        return sid if got else ent
 
     def _signal(
         self,
@@ -730,7 +744,7 @@ class _Ctx:
         c.own = 0.0  # recomputed in _own
         if onset is not None and (c.onset_ms is None or onset < c.onset_ms):
             c.onset_ms = onset
-        c.signals.sort(key=lambda s: -s.z * _w(s))
+        self._unsorted[c.id] = c  # sorted once the frame is scored (score_columns)
 
     def _reasons(self, c: _Cand, j: int, col: np.ndarray, base: np.ndarray, fault: np.ndarray, ts: np.ndarray) -> None:
         vb = col[base]
@@ -979,16 +993,14 @@ class _Ctx:
                                 if math.isfinite(x):
                                     vals.append(x)
                                 continue
-                            v = self.col_value[js]
-                            v = v[np.isfinite(v)]
-                            if len(v):
-                                vals.append(float(np.median(v)))
+                            v = [x for x in self.col_value[js].tolist() if math.isfinite(x)]
+                            if v:
+                                vals.append(_median(v))
                     if len(vals) < 3:
                         cache[s.metric] = None
                     else:
-                        arr = np.asarray(vals)
-                        med = float(np.median(arr))
-                        cache[s.metric] = (med, float(np.median(np.abs(arr - med))) * 1.4826, len(vals))
+                        med = _median(vals)
+                        cache[s.metric] = (med, _median([abs(x - med) for x in vals]) * 1.4826, len(vals))
                 got = cache[s.metric]
                 if got is None:
                     continue
@@ -1100,27 +1112,37 @@ class _Ctx:
             out.append(cause)
         return out
 
+    def _walk_from(self, s: str, t: int, eid: str) -> dict[str, tuple[str, Any]]:
+        """Breadth-first from ``s`` along "depends on" (``MAX_DEPTH`` hops), one layer at a time until
+        ``eid`` is reached: each entity reached -> (the entity it was reached from, the edge). One
+        walk per symptom entity and time, resumed for the next cause: the parents of a layer do not
+        depend on where the walk stops."""
+        walk = self._walks.get((s, t))
+        if walk is None:
+            walk = self._walks[(s, t)] = ({s: (s, None)}, [s], 0)
+        parent, frontier, depth = walk
+        while frontier and eid not in parent and depth < MAX_DEPTH:
+            nxt = []
+            for cur in frontier:
+                for e, is_src in self.topo._edges_of(cur, t):
+                    d = DEPENDS.get(e.kind)
+                    if d is None or (d == "src") != is_src:
+                        continue  # only along "cur depends on other"
+                    other = e.dst if is_src else e.src
+                    if other not in parent:
+                        parent[other] = (cur, e)
+                        nxt.append(other)
+            frontier, depth = sorted(nxt), depth + 1
+        self._walks[(s, t)] = (parent, frontier, depth)
+        return parent
+
     def _path(self, eid: str, sym: list[str]) -> list[dict[str, Any]]:
         """The dependency path from the cause to a symptom entity (a walk over the neighbourhood)."""
         for s in sym:
             if eid == s:
                 return []
             for t in (self.at, self.t_on):
-                parent: dict[str, tuple[str, Any]] = {s: (s, None)}
-                frontier = [s]
-                depth = 0
-                while frontier and eid not in parent and depth < MAX_DEPTH:
-                    nxt = []
-                    for cur in frontier:
-                        for e, is_src in self.topo._edges_of(cur, t):
-                            d = DEPENDS.get(e.kind)
-                            if d is None or (d == "src") != is_src:
-                                continue  # only along "cur depends on other"
-                            other = e.dst if is_src else e.src
-                            if other not in parent:
-                                parent[other] = (cur, e)
-                                nxt.append(other)
-                    frontier, depth = sorted(nxt), depth + 1
+                parent = self._walk_from(s, t, eid)
                 if eid in parent:
                     steps = []
                     x = eid
@@ -1307,6 +1329,15 @@ def extend_stats(st: _Stats, more: SignalFrame, start: int, at: int, t_on: int) 
     )
 
 
+def _median(xs: list[float]) -> float:
+    """``float(np.median(xs))`` of finite values (the middle one, or the mean of the middle two), without
+    numpy's overhead on a short list."""
+    s = sorted(xs)
+    n = len(s)
+    h = n // 2
+    return s[h] if n % 2 else (s[h - 1] + s[h]) / 2.0
+
+
 def _nanmedian(x: np.ndarray) -> np.ndarray:
     """``np.nanmedian(x, axis=0)`` (the same values, NaN for a column without any), by one sort."""
     n_rows = x.shape[0]
@@ -1365,6 +1396,26 @@ def _parse_name(name: str) -> tuple[str, dict[str, str]]:
     for m in re.finditer(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', rest[:-1] if rest.endswith("}") else rest):
         labels[m.group(1)] = m.group(2).replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
     return metric + suffix, labels
+
+
+def _label_value(name: str, label: str) -> str | None:
+    """``_parse_name(name)[1].get(label)`` without parsing every label: a name without a backslash
+    has no escaped quote, so ``label="`` after ``{`` or ``,`` starts that label and its value ends
+    at the next quote."""
+    if "\\" in name:
+        return _parse_name(name)[1].get(label)
+    m = _label_re(label).search(name)
+    return m.group(1) if m else None
+
+
+_LABEL_RES: dict[str, re.Pattern[str]] = {}
+
+
+def _label_re(label: str) -> re.Pattern[str]:
+    got = _LABEL_RES.get(label)
+    if got is None:
+        got = _LABEL_RES[label] = re.compile(r"[{,]" + re.escape(label) + r'="([^"]*)"')
+    return got
 
 
 def _recheck(name: str, metric: str) -> str:
