@@ -70,19 +70,19 @@ def load_frame(
     mat = mat[:, 1:]
     # columns: (metric, labels without drop_labels), in order of first appearance; summed when
     # several series (one per CPU) collapse into one
-    drop = set(cfg.drop_labels)
-    col_of: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    drop = frozenset(cfg.drop_labels)
+    col_of: dict[SeriesKey, int] = {}
     group = np.empty(n_ser, dtype=np.int64)
     col_keys: list[SeriesKey] = []
+    column = _column_keys(drop)
     for i, k in enumerate(ser_keys):
-        labels = k.labels
-        if drop and any(a in drop for a, _ in labels):
-            labels = tuple((a, x) for a, x in labels if a not in drop)
-        ck = (k.metric, labels)
+        ck = column.get(k)
+        if ck is None:
+            ck = _column_key(k, drop, column)
         j = col_of.get(ck)
         if j is None:
             j = col_of[ck] = len(col_keys)
-            col_keys.append(k if labels is k.labels else SeriesKey(k.metric, labels))
+            col_keys.append(ck)
         group[i] = j
     n_cols = len(col_keys)
     if n_cols == n_ser:
@@ -108,7 +108,7 @@ def load_frame(
     values = out.T  # (rows, columns) as a view: each column's steps stay contiguous
     names = [_text(k) for k in col_keys]
     col_metrics = [k.metric for k in col_keys]
-    derived = derived_columns(col_keys, col_of, cfg)
+    derived = derived_columns(col_keys, {(k.metric, k.labels): j for j, k in enumerate(col_keys)}, cfg)
     extra_num = [dc.num for dc in derived]
     extra_den = [dc.den for dc in derived]
     for dc in derived:
@@ -154,6 +154,30 @@ def _read(
         uniq, ser = np.unique(sid[keep], return_inverse=True)
         ts, vals = ts[keep], vals[keep]
     return ser.astype(np.int64, copy=False), ts, vals, [keys[int(i)] for i in uniq.tolist()]
+
+
+_COLUMNS: dict[frozenset[str], dict[SeriesKey, SeriesKey]] = {}
+
+
+def _column_keys(drop: frozenset[str]) -> dict[SeriesKey, SeriesKey]:
+    """series key -> its column's key (its labels without ``drop``), remembered per ``drop``: a
+    long-running server reads the same series again."""
+    got = _COLUMNS.get(drop)
+    if got is None or len(got) >= _MAX_TEXTS:
+        if len(_COLUMNS) >= 8:
+            _COLUMNS.clear()
+        got = _COLUMNS[drop] = {}
+    return got
+
+
+def _column_key(k: SeriesKey, drop: frozenset[str], memo: dict[SeriesKey, SeriesKey]) -> SeriesKey:
+    labels = k.labels
+    if drop and any(a in drop for a, _ in labels):
+        ck = SeriesKey(k.metric, tuple((a, x) for a, x in labels if a not in drop))
+    else:
+        ck = k
+    memo[k] = ck
+    return ck
 
 
 _TEXTS: dict[SeriesKey, str] = {}
