@@ -1,6 +1,7 @@
 """Scoring over whole matrices: the fast median, column statistics carried from the cause-first
 read's first pass into its second (the same answer as scoring the whole again), and the cyclic
-collector paused for an analysis only."""
+collector paused for an analysis only; the exact shortcuts (one label read, short medians, one
+dependency walk per symptom entity) against what they replace."""
 
 from __future__ import annotations
 
@@ -133,3 +134,51 @@ def test_collector_paused_during_an_analysis_only(thermal: Scenario, monkeypatch
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        'ib_switch_port_transmit_wait_total{port="3",remote_switch="spine-01",switch="leaf-02"}',
+        'ib_switch_port_transmit_wait_total{remote_switch="spine-01"}',
+        'ib_switch_port_transmit_wait_total{port="3",switch="leaf-02"}',  # none
+        'm{xremote_switch="a",remote_switch_x="b"}',  # only a label of that exact name
+        'm{a="x,remote_switch=\\"fake\\"",remote_switch="real"}',  # an escaped quote: parsed whole
+        'm{a="x,remote_switch=\\"fake\\""}',
+        'm{remote_switch="a\\\\b"}',
+        'm{remote_switch=""}',
+        'm{remote_switch="s1"}:rate',
+        "m",
+    ],
+)
+def test_one_label_read_is_the_parsed_names(name: str) -> None:
+    assert engine._label_value(name, "remote_switch") == engine._parse_name(name)[1].get("remote_switch")
+
+
+def test_short_median_is_numpys() -> None:
+    rng = np.random.default_rng(5)
+    for n in range(1, 30):
+        for _ in range(20):
+            xs = (rng.normal(size=n) * 10.0 ** rng.integers(-6, 9)).round(int(rng.integers(0, 4))).tolist()
+            assert engine._median(xs) == float(np.median(np.asarray(xs)))  # the same value, not a close one
+
+
+def test_a_resumed_walk_gives_each_cause_the_path_a_fresh_walk_does(thermal: Scenario) -> None:
+    """``_Ctx._path`` resumes one walk per symptom entity for every cause; walking afresh for each
+    gives the same paths, in any order of causes."""
+    sc = thermal
+    res = analyze(sc.store, sc.symptom, sc.at_ms, builder=sc.builder, top=20)
+    topo = sc.builder.update(sc.store)
+    t_on = res.symptom_onset_ms or sc.at_ms - 300_000
+    ids = sorted(res.candidate_ids)
+    assert len(ids) > 10 and res.symptom_entities
+
+    def ctx() -> Any:
+        return engine._Ctx(topo, sc.builder, {i: 0 for i in ids}, {}, res.window_start_ms, sc.at_ms, t_on)
+
+    shared = ctx()
+    for order in (ids, ids[::-1]):
+        got = [shared._path(i, res.symptom_entities) for i in order]
+        fresh = [ctx()._path(i, res.symptom_entities) for i in order]
+        assert got == fresh
+    assert sum(1 for p in got if p) > 5  # most candidates have a path to the symptom
