@@ -208,6 +208,7 @@ def _analyze(
     t_on = sym_onset if sym_onset is not None else max(at_ms - window // 4, first + (at_ms - first) // 2)
     # 2. the neighbourhood
     deps: dict[tuple[str, int], dict[str, int]] = {}
+    related: dict[tuple[str, str, bool, int | None], list[str]] = {}
     cands = _neighbourhood(topo, sym_ents, [at_ms, t_on, t_on - 120_000], deps)
     fold = _service_of_models(topo, cands, at_ms)
     ids, extra_hosts = _series_ids(store, topo, cands, at_ms)
@@ -220,6 +221,7 @@ def _analyze(
     ) -> tuple[_Ctx, list[Cause], _Stats | None]:
         ctx = _Ctx(topo, builder, cands, fold, start, at_ms, t_on)
         ctx.deps = deps
+        ctx.related_memo = related
         ctx.sym = {fold.get(s, s) for s in sym_ents} - {fold.get(s) for s in sym_ents if s in fold}
         if frame is not None and frame.values.shape[1]:
             stats = ctx.score_columns(frame, stats)
@@ -611,6 +613,7 @@ class _Ctx:
         self.mcode_of: dict[str, int] = {}
         self._by_metric: dict[str, dict[str, list[int]]] = {}
         self.deps: dict[tuple[str, int], dict[str, int]] = {}  # depends_on walks, shared by the passes
+        self.related_memo: dict[tuple[str, str, bool, int | None], list[str]] = {}  # _related, shared too
         self.waits_on: dict[str, set[str]] = defaultdict(set)  # switch -> switches starving its ports
         self.peer_of: dict[int, tuple[str, str, list[str]]] = {}
         self._unsorted: dict[str, _Cand] = {}  # candidates given a signal since their last sort
@@ -908,6 +911,15 @@ class _Ctx:
         labels = _parse_name(self.frame.names[j])[1]
         return host_of(labels) or labels.get("instance", "") or str(j)
 
+    def _related(self, eid: str, kind: str, *, outgoing: bool = True, at_ms: int | None = None) -> list[str]:
+        """``topo.related``, remembered for the analysis (the passes share it; the topology does not
+        change during one). The list is shared: callers do not change it."""
+        key = (eid, kind, outgoing, at_ms)
+        got = self.related_memo.get(key)
+        if got is None:
+            got = self.related_memo[key] = self.topo.related(eid, kind, outgoing=outgoing, at_ms=at_ms)
+        return got
+
     def peers_and_rollups(self, extra_hosts: set[str]) -> None:
         for c in self.c.values():
             # the symptom's own effects (its step time, its data-loader wait) are the symptom, not
@@ -919,16 +931,16 @@ class _Ctx:
         groups: list[tuple[str, list[str]]] = []
         for c in list(self.c.values()):
             if c.kind == "node":
-                groups.append((c.id, [g for g in topo.related(c.id, "gpu-in-node", outgoing=False, at_ms=at) if g in self.c]))
+                groups.append((c.id, [g for g in self._related(c.id, "gpu-in-node", outgoing=False, at_ms=at) if g in self.c]))
             elif c.kind == "job":
-                groups.append((c.id, [g for g in topo.related(c.id, "job-uses-gpu", at_ms=self.t_on) if g in self.c]))
-                groups.append((c.id, [n for n in topo.related(c.id, "job-on-node", at_ms=self.t_on) if n in self.c]))
+                groups.append((c.id, [g for g in self._related(c.id, "job-uses-gpu", at_ms=self.t_on) if g in self.c]))
+                groups.append((c.id, [n for n in self._related(c.id, "job-on-node", at_ms=self.t_on) if n in self.c]))
         for gid, members in groups:
             self._compare(gid, members)
         # common causes, bottom-up: node <- GPUs/NICs, leaf <- nodes, spine <- leaves, job <- nodes
         for n in [c for c in self.c.values() if c.kind == "node"]:
-            gpus = topo.related(n.id, "gpu-in-node", outgoing=False, at_ms=at)
-            nics = [m for m in topo.related(n.id, "nic-in-node", outgoing=False, at_ms=at) if m in self.c]
+            gpus = self._related(n.id, "gpu-in-node", outgoing=False, at_ms=at)
+            nics = [m for m in self._related(n.id, "nic-in-node", outgoing=False, at_ms=at) if m in self.c]
             if nics:
                 anom = sorted(self.c[m].cause_anomaly for m in nics if self.c[m].cause_anomaly >= ANOMALOUS)
                 n.net = len(anom) / len(nics) * anom[len(anom) // 2] if anom else 0.0
@@ -941,12 +953,12 @@ class _Ctx:
             tier[c.id] = e.attributes.get("tier") if e is not None else None
         for s in sw:
             if tier[s.id] != "spine":
-                nodes = [m for m in topo.related(s.id, "node-links-switch", outgoing=False, at_ms=at) if m in self.c]
+                nodes = [m for m in self._related(s.id, "node-links-switch", outgoing=False, at_ms=at) if m in self.c]
                 self._rollup(s, nodes, score=lambda m: m.net)
         snap = {c.id: c.rollup for c in sw}  # every spine judges the leaves as they were
         for s in sw:
             if tier[s.id] == "spine":
-                leaves = [m for m in topo.related(s.id, "switch-links-switch", outgoing=False, at_ms=at) if m in self.c]
+                leaves = [m for m in self._related(s.id, "switch-links-switch", outgoing=False, at_ms=at) if m in self.c]
                 self._rollup(s, leaves, score=lambda m: snap.get(m.id, 0.0))
         # congestion spreads backwards (tree saturation): a switch whose own ports wait for credits
         # from a further switch is a victim of it, and so is the waiting its hosts see
@@ -964,7 +976,7 @@ class _Ctx:
         # on in common (the shared storage, the fabric) shows a cause of its own
         shared = [c for c in self.c.values() if c.kind in ("storage", "switch") and c.cause_anomaly >= ANOMALOUS]
         for j in [c for c in self.c.values() if c.kind == "job"]:
-            gpus = [m for m in topo.related(j.id, "job-uses-gpu", at_ms=self.t_on) if m in self.c]
+            gpus = [m for m in self._related(j.id, "job-uses-gpu", at_ms=self.t_on) if m in self.c]
             explained = any(self.dist.get(x.id, 99) <= MAX_DEPTH for x in shared)
             self._rollup(j, gpus, effect_only=True, factor=0.25 if explained else 0.5)
             # its own stall is explained by a dependency with strong evidence of its own (a GPU
