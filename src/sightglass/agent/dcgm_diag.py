@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tool_json import load_tool_json
+from .tool_json import load_tool_json, run_tool, stderr_tail
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 MAX_GPUS = 64
@@ -278,27 +277,15 @@ class DiagnosticRunner:
                 t0,
                 f"{self.dcgmi} not found (install DCGM or set [agent.diagnostics] dcgmi)",
             )
-        try:
-            p = subprocess.run([exe, *argv[1:]], capture_output=True, timeout=self.timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            now = int(time.time() * 1000)
-            return DiagRun(
-                argv, None, "", "", t0, now, f"dcgmi diag did not finish in {self.timeout_s:.0f} s"
-            )
-        except OSError as e:
-            now = int(time.time() * 1000)
-            return DiagRun(argv, None, "", "", t0, now, f"cannot run {exe}: {e}")
-        now = int(time.time() * 1000)
+        p, why, now = run_tool(exe, argv[1:], timeout_s=self.timeout_s, what="dcgmi diag")
+        if p is None:
+            return DiagRun(argv, None, "", "", t0, now, why)
         out = p.stdout[:MAX_OUTPUT_BYTES].decode("utf-8", errors="replace")
-        err = p.stderr[-4000:].decode("utf-8", errors="replace")
+        err, tail = stderr_tail(p)
         run = DiagRun(argv, p.returncode, out, err, t0, now)
         # dcgmi exits non-zero when a test fails: the JSON is what counts
         try:
             run.report = parse_diag_json(p.stdout[: MAX_OUTPUT_BYTES + 1])
         except DiagError as e:
-            run.error = f"{e}" + (
-                f" (exit {p.returncode}; stderr: {err.strip()[:300]})"
-                if err.strip()
-                else f" (exit {p.returncode})"
-            )
+            run.error = f"{e}{tail}"
         return run

@@ -32,12 +32,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from .tool_json import load_tool_json
+from .tool_json import load_tool_json, run_tool, stderr_tail
 
 MAX_OUTPUT_BYTES = 1024 * 1024
 MAX_GPUS = 64
@@ -178,25 +177,10 @@ class ReplayRunner:
         env = {**os.environ, "SIGHTGLASS_REPLAY_GPUS": ",".join(map(str, gs)), "SIGHTGLASS_REPLAY_TASK": safe_task,
                "SIGHTGLASS_REPLAY_SEED": str(sd),
                "SIGHTGLASS_REPLAY_STEP": str(step_ms) if isinstance(step_ms, int) and not isinstance(step_ms, bool) else ""}  # fmt: skip
-        try:
-            p = subprocess.run(
-                [exe, *argv[1:]], capture_output=True, timeout=self.timeout_s, check=False, env=env
-            )
-        except subprocess.TimeoutExpired:
-            now = int(time.time() * 1000)
-            return ReplayRun(
-                argv, None, "", "", t0, now, f"replay hook did not finish in {self.timeout_s:g} s"
-            )
-        except OSError as e:
-            now = int(time.time() * 1000)
-            return ReplayRun(argv, None, "", "", t0, now, f"cannot run {exe}: {e}")
-        now = int(time.time() * 1000)
-        err = p.stderr[-4000:].decode("utf-8", errors="replace")
-        tail = (
-            f" (exit {p.returncode}; stderr: {err.strip()[-300:]})"
-            if err.strip()
-            else f" (exit {p.returncode})"
-        )
+        p, why, now = run_tool(exe, argv[1:], timeout_s=self.timeout_s, what="replay hook", env=env)
+        if p is None:
+            return ReplayRun(argv, None, "", "", t0, now, why)
+        err, tail = stderr_tail(p)
         if len(p.stdout) > MAX_OUTPUT_BYTES:
             return ReplayRun(argv, p.returncode, "", err, t0, now,
                              f"the replay hook printed {len(p.stdout)} bytes, over the {MAX_OUTPUT_BYTES}-byte limit{tail}")  # fmt: skip

@@ -1,4 +1,4 @@
-"""Read the JSON a diagnostic tool printed (``dcgmi diag -j``, a replay hook), within limits.
+"""Run a diagnostic tool and read the JSON it printed (``dcgmi diag -j``, a replay hook), within limits.
 
 One place for the checks every tool's output goes through before its own schema is read: size
 (bytes and characters), UTF-8, empty output, nesting depth, and JSON syntax, each with a message that
@@ -8,6 +8,8 @@ names what was wrong.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from typing import Any
 
 
@@ -39,3 +41,25 @@ def load_tool_json(text: str | bytes, *, limit: int, error: type[ValueError], em
         if hint_truncation and "Expecting" in str(e) and e.args and text.rstrip()[-1:] not in "}]":
             trunc = " (truncated?)"
         raise error(f"the output is not JSON{trunc}: {e}") from None
+
+
+def run_tool(
+    exe: str, args: list[str], *, timeout_s: float, what: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[bytes] | None, str, int]:
+    """Run a diagnostic tool, output captured: ``(process, "", finished_ms)``, or ``(None, reason,
+    finished_ms)`` when it did not finish in ``timeout_s`` or could not start. ``what`` names it in the
+    timeout message (e.g. "dcgmi diag")."""
+    try:
+        p = subprocess.run([exe, *args], capture_output=True, timeout=timeout_s, check=False, env=env)
+    except subprocess.TimeoutExpired:
+        return None, f"{what} did not finish in {timeout_s:g} s", int(time.time() * 1000)
+    except OSError as e:
+        return None, f"cannot run {exe}: {e}", int(time.time() * 1000)
+    return p, "", int(time.time() * 1000)
+
+
+def stderr_tail(p: subprocess.CompletedProcess[bytes]) -> tuple[str, str]:
+    """The end of a finished tool's stderr, and the ``" (exit N; stderr: …)"`` suffix for an error."""
+    err = p.stderr[-4000:].decode("utf-8", errors="replace")
+    tail = f" (exit {p.returncode}; stderr: {err.strip()[-300:]})" if err.strip() else f" (exit {p.returncode})"
+    return err, tail
