@@ -33,13 +33,18 @@ def test_rates_follow_the_documented_assumptions() -> None:
     assert SDC_DETECT_P[3] < 1.0 and DIAG_LEVEL_SECONDS[3] == 900
 
 
-def test_simulated_output_parses_and_takes_time() -> None:
-    start = 1_794_787_200_000
+def _sdc_sim(start: int) -> tuple[Simulator, str, int]:
+    """A 2-node factory three steps into a silent data corruption: the simulator, the faulty GPU's host and index."""
     sim = Simulator(2, 5, start, scripted=[ScriptedFault("silent_data_corruption", 0, 600_000, {})], fault_every_s=None)
     for _ in range(3):
         sim.step()
     f = next(x for x in sim.faults if x.state.get("started"))
-    host, gpu = f.root["Hostname"], int(f.root["gpu"])
+    return sim, f.root["Hostname"], int(f.root["gpu"])
+
+
+def test_simulated_output_parses_and_takes_time() -> None:
+    start = 1_794_787_200_000
+    sim, host, gpu = _sdc_sim(start)
     seen = set()
     for k in range(12):  # different start times, different draws: the faulty GPU fails in some
         text, dur = simulate_diagnostic(sim, host, list(range(8)), 3, start + 60_000 * k)
@@ -57,11 +62,7 @@ def test_simulated_replay_matches_on_healthy_gpus_and_differs_on_the_sdc_one_at_
     from sightglass.simulate.faults import REPLAY_DETECT_P, REPLAY_SECONDS
 
     start = 1_794_787_200_000
-    sim = Simulator(2, 5, start, scripted=[ScriptedFault("silent_data_corruption", 0, 600_000, {})], fault_every_s=None)
-    for _ in range(3):
-        sim.step()
-    f = next(x for x in sim.faults if x.state.get("started"))
-    host, gpu = f.root["Hostname"], int(f.root["gpu"])
+    sim, host, gpu = _sdc_sim(start)
     other = next(n.hostname for n in sim.factory.nodes if n.hostname != host)
     n, hits = 400, 0
     for k in range(n):

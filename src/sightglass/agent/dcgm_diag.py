@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tool_json import load_tool_json, run_tool, stderr_tail
+from .tool_json import gpu_indices, load_tool_json, run_tool, stderr_tail
 
 MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 MAX_GPUS = 64
@@ -250,14 +250,7 @@ class DiagnosticRunner:
             raise DiagError(
                 f"diagnostic level {level!r} is not allowed on this agent (allowed: {list(self.levels)})"
             )
-        if not isinstance(gpus, list) or not gpus or len(gpus) > MAX_GPUS:
-            raise DiagError(f"gpus must be a list of 1 to {MAX_GPUS} GPU indices")
-        out = []
-        for g in gpus:
-            if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < MAX_GPUS:
-                raise DiagError(f"GPU index {g!r} is not an integer from 0 to {MAX_GPUS - 1}")
-            out.append(g)
-        return level, sorted(set(out))
+        return level, gpu_indices(gpus, DiagError, MAX_GPUS)
 
     def argv(self, level: int, gpus: list[int]) -> list[str]:
         return [self.dcgmi, "diag", "-r", str(level), "-j", "-i", ",".join(str(g) for g in gpus)]

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .tool_json import load_tool_json, run_tool, stderr_tail
+from .tool_json import gpu_indices, load_tool_json, run_tool, stderr_tail
 
 MAX_OUTPUT_BYTES = 1024 * 1024
 MAX_GPUS = 64
@@ -146,16 +146,10 @@ class ReplayRunner:
             raise ReplayError(
                 "no replay_command is configured on this agent ([agent.diagnostics] replay_command)"
             )
-        if not isinstance(gpus, list) or not gpus or len(gpus) > MAX_GPUS:
-            raise ReplayError(f"gpus must be a list of 1 to {MAX_GPUS} GPU indices")
-        out = []
-        for g in gpus:
-            if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < MAX_GPUS:
-                raise ReplayError(f"GPU index {g!r} is not an integer from 0 to {MAX_GPUS - 1}")
-            out.append(g)
+        gs = gpu_indices(gpus, ReplayError, MAX_GPUS)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
             raise ReplayError(f"seed {seed!r} is not an integer from 0 to 2^31-1")
-        return sorted(set(out)), seed
+        return gs, seed
 
     def argv(self, gpus: list[int], task: str, seed: int) -> list[str]:
         sub = {"{gpus}": ",".join(map(str, gpus)), "{task}": task, "{seed}": str(seed)}

@@ -63,3 +63,14 @@ def stderr_tail(p: subprocess.CompletedProcess[bytes]) -> tuple[str, str]:
     err = p.stderr[-4000:].decode("utf-8", errors="replace")
     tail = f" (exit {p.returncode}; stderr: {err.strip()[-300:]})" if err.strip() else f" (exit {p.returncode})"
     return err, tail
+
+
+def gpu_indices(gpus: Any, error: type[ValueError], max_gpus: int) -> list[int]:
+    """The GPU indices a server task names, sorted and unique, or ``error``: a list of 1 to
+    ``max_gpus`` integers from 0 to ``max_gpus - 1`` (never anything the agent would pass on unchecked)."""
+    if not isinstance(gpus, list) or not gpus or len(gpus) > max_gpus:
+        raise error(f"gpus must be a list of 1 to {max_gpus} GPU indices")
+    for g in gpus:
+        if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < max_gpus:
+            raise error(f"GPU index {g!r} is not an integer from 0 to {max_gpus - 1}")
+    return sorted(set(gpus))
