@@ -395,3 +395,32 @@ def test_read_arrays_with_a_rank_over_a_sealed_day_a_stage_and_the_head(tmp_path
         assert np.array_equal(rsid, want[ok][order]) and np.array_equal(rts, ts[ok][order])
         assert np.array_equal(rvals, vals[ok][order]) and np.array_equal(rstale, stale[ok][order])
         assert len(rsid) == 5 * ((hi - lo) // 10_000 + 1) and s._delta_days
+
+
+def test_a_repeated_series_list_gets_the_same_ids_and_others_their_own(store: DuckDBStore) -> None:
+    # repeated bodies hand the store the same key objects in the same order: their ids are
+    # remembered per list, and any other list (equal keys, one key changed, a new key) is right too
+    keys = [SeriesKey.of("m", {"i": str(i)}) for i in range(100)]
+    t0 = 1_700_000_000_000
+
+    def write(series: list[SeriesKey], ts: int, values: np.ndarray) -> None:
+        store.append(
+            SampleBatch(
+                series=series,
+                series_index=np.arange(len(series), dtype=np.int64),
+                ts_ms=np.full(len(series), ts, dtype=np.int64),
+                values=values,
+            )
+        )
+
+    write(list(keys), t0, np.arange(100.0))
+    write(list(keys), t0 + 10_000, np.arange(100.0) + 1000)  # the same objects: remembered ids
+    changed = list(keys)
+    changed[50] = SeriesKey.of("m", {"i": "new"})  # same length, same first and last key
+    write(changed, t0 + 20_000, np.arange(100.0) + 2000)
+    write([SeriesKey.of("m", {"i": str(i)}) for i in range(100)], t0 + 30_000, np.arange(100.0) + 3000)
+    got = {s.key.label_dict()["i"]: list(s.values) for s in store.select([Matcher("__name__", "=", "m")], t0, t0 + 60_000)}
+    assert got["new"] == [2050.0]
+    assert got["50"] == [50.0, 1050.0, 3050.0]
+    for i in (0, 7, 99):
+        assert got[str(i)] == [i, 1000.0 + i, 2000.0 + i, 3000.0 + i]

@@ -213,6 +213,7 @@ class DuckDBStore:
             _head.recover(self._con, self._sealed_tokens())
         self.index = SeriesIndex()
         self._next_id = 0
+        self._ids_memo: dict[tuple[int, int, int], tuple[int, list[SeriesKey], np.ndarray]] = {}
         self._last_ms: dict[int, int] = {}
         self._load_series()
         # days whose sealed table stores per-series timestamp deltas (see _write_sealed)
@@ -378,6 +379,41 @@ class DuckDBStore:
                         fut.set_exception(StoreError(f"write failed: {e}"))
             self._maybe_compact(cur)
 
+    _IDS_MEMO_MIN = 64  # series per batch worth remembering
+    _IDS_MEMO_MAX = 1024  # batches remembered (oldest dropped first)
+
+    @staticmethod
+    def _memo_key(series: list[SeriesKey]) -> tuple[int, int, int]:
+        return (len(series), id(series[0]), id(series[-1]))
+
+    def _memo_ids(self, series: list[SeriesKey]) -> np.ndarray | None:
+        """The ids of ``series`` when a batch with an equal series list was written before.
+
+        Repeated bodies (a scrape target, an agent's shard, a periodic exporter) come back from the
+        parsers' learned templates with the very same key objects in the same order, so the list
+        comparison is a C-level pass by identity instead of a dict lookup (and a hash) per series. Equal
+        keys have equal ids while the index's generation is unchanged (no removal since). Under the
+        store lock.
+        """
+        if len(series) < self._IDS_MEMO_MIN:
+            return None
+        hit = self._ids_memo.get(self._memo_key(series))
+        if hit is None:
+            return None
+        gen, ref, ids = hit
+        if gen != self.index.generation or ref != series:  # C-level; identical keys compare by identity
+            return None
+        return ids
+
+    def _remember_ids(self, series: list[SeriesKey], ids: np.ndarray) -> None:
+        if len(series) < self._IDS_MEMO_MIN:
+            return
+        memo = self._ids_memo
+        if len(memo) >= self._IDS_MEMO_MAX:
+            del memo[next(iter(memo))]
+        ids.flags.writeable = False  # handed out again: nobody may change it in place
+        memo[self._memo_key(series)] = (self.index.generation, list(series), ids)
+
     def _commit_group(
         self,
         cur: duckdb.DuckDBPyConnection,
@@ -395,9 +431,13 @@ class DuckDBStore:
                 try:
                     res = WriteResult()
                     fresh: list[tuple[int, SeriesKey]] = []
-                    known = list(map(self.index.ids.get, batch.series))
-                    if None not in known:  # the steady state: every series exists (one C-level pass)
+                    memo = self._memo_ids(batch.series)
+                    known = [] if memo is not None else list(map(self.index.ids.get, batch.series))
+                    if memo is not None:  # the same series list as a batch before (a repeated body)
+                        ids = memo
+                    elif None not in known:  # the steady state: every series exists (one C-level pass)
                         ids = np.array(known, dtype=np.int32)
+                        self._remember_ids(batch.series, ids)
                     else:
                         ids = np.empty(len(batch.series), dtype=np.int32)
                         fresh_ids: dict[SeriesKey, int] = {}  # a key listed twice in one batch gets one id

@@ -44,6 +44,9 @@ class SeriesIndex:
         self._cols: dict[str, _Column] = {}
         self.keys: dict[int, SeriesKey] = {}
         self.ids: dict[SeriesKey, int] = {}
+        # bumped whenever a key's id may change (a removal, a key added again): id memos keyed on
+        # the series of a batch (see DuckDBStore) are valid only for the generation they were made in
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -63,6 +66,8 @@ class SeriesIndex:
         self._grow(sid + 1)
         self._n = max(self._n, sid + 1)
         self._present[sid] = True
+        if key in self.ids or sid in self.keys:
+            self.generation += 1
         self.keys[sid] = key
         self.ids[key] = sid
         name_col = self._col("__name__")
@@ -72,6 +77,7 @@ class SeriesIndex:
             col.codes[sid] = col.code_for(value)
 
     def remove(self, sids: Iterable[int]) -> None:
+        self.generation += 1
         for sid in sids:
             key = self.keys.pop(sid, None)
             if key is None:
