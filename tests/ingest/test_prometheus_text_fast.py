@@ -236,6 +236,12 @@ def test_a_repeated_body_honours_the_timestamp_options() -> None:
         lambda b: b[: b.index("\n") + 1],  # fewer lines
         lambda b: b.replace('host="h x"} 8 17', 'host="h y"} 8 17'),
         lambda b: b.replace(" 17\n", " 17\n17\n", 1),
+        # a line without its learned series text, or with another of the same length, or two swapped
+        lambda b: b.replace('gpu_util{gpu="3",host="h x"} ', ""),
+        lambda b: b.replace('gpu_util{gpu="3",host="h x"} ', "").replace(" 17\n", "\n"),
+        lambda b: b.replace('gpu_util{gpu="3",host="h x"} ', "x").rstrip("\n"),
+        lambda b: b.replace('gpu="3"', 'gpu="X"'),
+        lambda b: b.replace('gpu="3"', "gpu=#4#").replace('gpu="4"', 'gpu="3"').replace("gpu=#4#", 'gpu="4"'),
     ],
 )
 def test_a_repeated_body_otherwise_reads_as_a_fresh_parser_reads_it(edit: object) -> None:

@@ -61,7 +61,7 @@ class ParseResult:
 
 _Columns = tuple[np.ndarray | None, np.ndarray, list[SeriesKey]]
 # a learned body: its lines' series texts + " ", slices past them, series numbers, [its _Columns]
-_Template = tuple[list[str], list[slice], list[int], list[_Columns]]
+_Template = tuple[list[str], list[slice], list[int], list[_Columns], int]  # ..., total length of the prefixes
 
 
 @dataclass(slots=True)
@@ -404,7 +404,7 @@ class TextParser:
         tpl = self._templates.get(first.rsplit(" ", 2)[0]) or self._templates.get(first.rpartition(" ")[0])
         if tpl is None:
             return None
-        prefixes, cuts, sids, _ = tpl
+        prefixes, cuts, sids, _, _ = tpl
         if len(prefixes) != len(lines) or not all(map(str.startswith, lines, prefixes)):
             return None
         self._gate.hit()
@@ -430,8 +430,8 @@ class TextParser:
         ``<series text of the learned body's line> <value>[ <ts>]`` with the same ``<ts>`` on every
         line (taken from the first line), or no timestamp on any line. With a timestamp the body is
         split at " <ts>\\n" (C-level) instead of at newlines: n lines give n pieces only if every line
-        ends with it. Each piece must start with its learned series text and a space (``startswith``),
-        and what is left of it (the value) must hold no space and no newline, so every line is exactly
+        ends with it. Each piece must start with its learned series text and a space (``removeprefix``
+        of every piece, which must take off the prefixes' whole length), and what is left of it (the value) must hold no space and no newline, so every line is exactly
         those tokens, which the line loop reads the same way (``float`` of the same value tokens,
         ``int`` of the same timestamp). The series columns (sorted numbers, inverse, keys) are the
         learned body's, kept after their first use; its series are distinct, so no duplicate sample
@@ -444,7 +444,7 @@ class TextParser:
         tpl = self._templates.get(first.rsplit(" ", 2)[0]) or self._templates.get(first.rpartition(" ")[0])
         if tpl is None:
             return None
-        prefixes, cuts, sids, cols = tpl
+        prefixes, _, sids, cols, prefix_len = tpl
         n = len(prefixes)
         rest0 = first[len(prefixes[0]) :]
         sp = rest0.find(" ")
@@ -463,20 +463,26 @@ class TextParser:
             if text.endswith("\n"):
                 if len(pieces) != n + 1 or pieces.pop():
                     return None
+                pieces_len = len(text) - n * (len(ts_text) + 1)  # the pieces' characters
             else:  # no newline after the last line: it must end with the timestamp too
                 if len(pieces) != n or not pieces[-1].endswith(ts_text):
                     return None
                 pieces[-1] = pieces[-1][: -len(ts_text)]
+                pieces_len = len(text) - (n - 1) * (len(ts_text) + 1) - len(ts_text)
         else:
             pieces = text.split("\n")
+            pieces_len = len(text) - (len(pieces) - 1)
             if pieces[-1] == "":
                 pieces.pop()
             if len(pieces) != n:
                 return None
-        if not all(map(str.startswith, pieces, prefixes)):
-            return None
-        values_text = list(map(str.__getitem__, pieces, cuts))
+        # removeprefix takes each piece's learned series text off, or leaves the piece whole, so it
+        # removes len(prefix) characters or none: the values are prefix_len characters shorter than
+        # the pieces only if every piece started with its prefix (a startswith pass, for free)
+        values_text = list(map(str.removeprefix, pieces, prefixes))
         joined = "\n".join(values_text)
+        if len(joined) - (n - 1) != pieces_len - prefix_len:
+            return None
         if " " in joined or joined.count("\n") != n - 1:
             return None
         if not cols:
@@ -602,7 +608,9 @@ class TextParser:
         old = self._templates.get(prefixes[0][:-1])
         if old is not None:
             self._template_lines -= len(old[0])
-        self._templates[prefixes[0][:-1]] = (prefixes, [slice(len(x), None) for x in prefixes], list(idx), [])
+        self._templates[prefixes[0][:-1]] = (
+            prefixes, [slice(len(x), None) for x in prefixes], list(idx), [], sum(map(len, prefixes))
+        )
         self._template_lines += len(idx)
 
     def _new_series(self, line: str, lineno: int) -> tuple[int, str, int]:

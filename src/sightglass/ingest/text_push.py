@@ -39,6 +39,19 @@ def make_import_routes(ctx: Any) -> list[Route]:
         with lock:
             return parser.parse(body, openmetrics=False, default_ts_ms=now_ms)
 
+    def write(res: ParseResult, extra: dict[str, str]) -> int:
+        batch = res.batch
+        if extra:
+            batch.series = [SeriesKey.of(k.metric, {**dict(k.labels), **extra}) for k in batch.series]
+        if len(batch):
+            ctx.store.append(batch, max_new_series=limits.max_new_series_per_request)
+        return len(batch)
+
+    def whole(raw: bytes, encoding: str | None, extra: dict[str, str]) -> int:
+        """Decompress, parse and write in one worker-thread hop (no parse workers): samples written."""
+        body = decompress(raw, encoding, limits.max_decompressed_bytes)
+        return write(parse(body, int(time.time() * 1000)), extra)
+
     async def push(request: Request) -> Response:
         extra: dict[str, str] = {}
         for item in request.query_params.getlist("extra_label"):
@@ -46,32 +59,28 @@ def make_import_routes(ctx: Any) -> list[Route]:
             if not sep or not LABEL_NAME_RE.match(name):
                 return _reject(ctx, "bad_data", f"invalid extra_label {item!r}: expected name=value", 400)
             extra[name] = value
+        encoding = request.headers.get("content-encoding")
         try:
             raw = await read_body(request, limits.max_body_bytes)
-            body = await asyncio.to_thread(
-                decompress, raw, request.headers.get("content-encoding"), limits.max_decompressed_bytes
-            )
-            now_ms = int(time.time() * 1000)
-            res = await pool.parse(body, now_ms) if pool.wants(body) else None
-            if res is None:
-                res = await asyncio.to_thread(parse, body, now_ms)
+            if pool.workers <= 0:
+                n = await asyncio.to_thread(whole, raw, encoding, extra)
+            else:
+                body = await asyncio.to_thread(decompress, raw, encoding, limits.max_decompressed_bytes)
+                now_ms = int(time.time() * 1000)
+                res = await pool.parse(body, now_ms) if pool.wants(body) else None
+                if res is None:
+                    res = await asyncio.to_thread(parse, body, now_ms)
+                n = await asyncio.to_thread(write, res, extra)
         except IngestError as e:
             return _reject(ctx, e.reason, str(e), e.status)
         except ParseError as e:
             return _reject(ctx, "decode", f"cannot parse the body: {e}", 400)
-        batch = res.batch
-        if extra:
-            batch.series = [SeriesKey.of(k.metric, {**dict(k.labels), **extra}) for k in batch.series]
-        if len(batch):
-            try:
-                await asyncio.to_thread(
-                    ctx.store.append, batch, max_new_series=limits.max_new_series_per_request
-                )
-            except LimitExceeded as e:
-                return _reject(ctx, "too_many_series", str(e), 400)
-            except StoreError as e:
-                return _reject(ctx, "store", f"the store could not write this request: {e}", 503)
-            ctx.metrics.ingested_samples.labels(PATH).inc(len(batch))
+        except LimitExceeded as e:
+            return _reject(ctx, "too_many_series", str(e), 400)
+        except StoreError as e:
+            return _reject(ctx, "store", f"the store could not write this request: {e}", 503)
+        if n:
+            ctx.metrics.ingested_samples.labels(PATH).inc(n)
         return Response(status_code=204)
 
     return [Route(PATH, push, methods=["POST"])]
