@@ -211,6 +211,7 @@ class DuckDBStore:
         if not read_only:
             self._migrate()
             _head.recover(self._con, self._sealed_tokens())
+            self._roll_old_stages(self._con)
         self.index = SeriesIndex()
         self._next_id = 0
         self._ids_memo: dict[tuple[int, int, int], tuple[int, list[SeriesKey], np.ndarray]] = {}
@@ -689,6 +690,14 @@ class DuckDBStore:
         finally:
             cur.unregister("_lasts")
         stages = set(_head.stage_days(cur))
+        in_main = {t[len("samples_") :] for t in self.partitions()}
+        hours = [
+            int(r[0])
+            for r in cur.execute(
+                f"SELECT DISTINCT floor(ts / {HOUR_MS}.0)::BIGINT FROM {h}.samples_head WHERE ts < ? ORDER BY 1",
+                [cutoff],
+            ).fetchall()
+        ]
         moved = 0
         with transaction(cur):
             for d in days:
@@ -696,13 +705,14 @@ class DuckDBStore:
                 hi = min(lo + DAY_MS, cutoff)
                 day = _day_of(lo)
                 if day not in stages:
-                    _head.create_stage(cur, day)
+                    _head.create_stage(cur, day, rolled=day not in in_main)
                     stages.add(day)
                 cur.execute(
                     f"INSERT INTO {_head.stage(day)} SELECT series_id, ts, value FROM {h}.samples_head "
                     "WHERE ts >= ? AND ts < ? ORDER BY series_id, ts, rowid",
                     [lo, hi],
                 )
+            self._roll_staged_hours(cur, hours)
             row = cur.execute(f"SELECT count(*) FROM {h}.samples_head WHERE ts < ?", [cutoff]).fetchone()
             moved = int(row[0]) if row else 0
             # rewrite the head without the moved rows (a DELETE would leave holes in the file)
@@ -713,6 +723,40 @@ class DuckDBStore:
             if last > self._last_ms.get(sid, -(2**63)):
                 self._last_ms[sid] = last
         return moved
+
+    def _roll_old_stages(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """Stages written before ``stage_rollups`` existed (or by a version that kept none): roll up
+        their slices once, so their days are answered from buckets like new stages."""
+        staged = set(_head.stage_days(cur)) - set(_head.rolled_days(cur))
+        staged -= {t[len("samples_") :] for t in self.partitions()}
+        for day in sorted(staged):
+            lo = _day_start(day)
+            with transaction(cur):
+                cur.execute(f"INSERT INTO {_head.HEAD}.head_meta VALUES (?, '1')", [f"stage_rollup:{day}"])
+                self._roll_staged_hours(cur, list(range(lo // HOUR_MS, (lo + DAY_MS) // HOUR_MS)))
+
+    def _roll_staged_hours(self, cur: duckdb.DuckDBPyConnection, hours: list[int]) -> None:
+        """Rebuild the ``stage_rollups`` buckets of the given hours (bucket numbers) from all of their
+        staged slices, for the stages whose buckets cover their day (inside the move's head transaction).
+
+        A late slice for an hour already staged rebuilds that hour from every slice, so duplicates
+        across slices are counted (``dups``) and the bucket stays out of exact answers. ``inc`` counts
+        from the hour's first sample (nothing reads it from these buckets)."""
+        rolled = set(_head.rolled_days(cur))
+        runs: list[list[int]] = []
+        for hr in hours:
+            if runs and runs[-1][1] == hr and _day_of(hr * HOUR_MS) == _day_of(runs[-1][0] * HOUR_MS):
+                runs[-1][1] = hr + 1
+            else:
+                runs.append([hr, hr + 1])
+        for a, b in runs:
+            day = _day_of(a * HOUR_MS)
+            if day not in rolled or not _day_start(day) <= a * HOUR_MS < _day_start(day) + DAY_MS:
+                continue  # also hours clamped into a day they are not in (far past/future data)
+            lo, hi = a * HOUR_MS, b * HOUR_MS
+            cur.execute(f"DELETE FROM {_head.ROLLUPS} WHERE ts >= ? AND ts < ?", [lo, hi])
+            src = f"(SELECT series_id, ts, value FROM {_head.stage(day)} WHERE ts >= {lo} AND ts < {hi})"
+            self._rollup(cur, src, _day_start(day), ((_head.ROLLUPS, HOUR_MS, True),))
 
     @staticmethod
     def _is_sealed(cur: duckdb.DuckDBPyConnection, day: str) -> bool:

@@ -11,7 +11,12 @@ between sealed days and the file stayed 6-17x larger than its data. Here they li
 - ``stage_<YYYYMMDD>``: a day's whole-hour slices, moved out of the head sorted by (series_id, ts),
   until the day is sealed into the main file;
 - ``seal_<YYYYMMDD>``: scratch for a seal (the day fully sorted), dropped when the seal is done;
-- ``head_meta``: each stage's token (see below).
+- ``head_meta``: each stage's token (see below);
+- ``stage_rollups``: hourly rollup buckets of the staged hours (the columns of ``rollup_1h``),
+  rewritten for every hour a move touches, in the same head transaction as the move, so a staged
+  hour's buckets always match its slices; dropped with the stage when the day is sealed (the sealed
+  day gets its own ``rollup_1h``). A stage made while its day has no sealed table in main is marked
+  ``stage_rollup:<day>``: only those stages' buckets cover their day (``store.rollup_read.coverage``).
 
 The main file therefore only grows by sealed, compact data. After a seal the head file is nearly
 empty; :func:`shrink` rewrites what is left so it lands in the lowest free blocks, and the next
@@ -26,6 +31,7 @@ new token, so it is never mistaken for one already sealed.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from pathlib import Path
@@ -37,10 +43,15 @@ from sightglass.store.tx import transaction
 HEAD = "sg_head"
 HEAD_FILENAME = "head.duckdb"
 _STAGE_RE = re.compile(r"^stage_(\d{8})$")
+ROLLUPS = f"{HEAD}.stage_rollups"
+_DAY_MS = 86_400_000
 
 _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {HEAD}.samples_head (series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)",
     f"CREATE TABLE IF NOT EXISTS {HEAD}.head_meta (key VARCHAR, value VARCHAR)",  # no index: shrink copies it
+    f"CREATE TABLE IF NOT EXISTS {ROLLUPS} (series_id INTEGER, ts BIGINT, cnt INTEGER, sum DOUBLE, min DOUBLE, "
+    "max DOUBLE, first DOUBLE, last DOUBLE, first_ts BIGINT, last_ts BIGINT, inc DOUBLE, reset_sum DOUBLE, "
+    "dups INTEGER)",
 )
 
 
@@ -88,20 +99,44 @@ def token(cur: duckdb.DuckDBPyConnection, day: str) -> str | None:
     return str(row[0]) if row else None
 
 
-def create_stage(cur: duckdb.DuckDBPyConnection, day: str) -> None:
-    """A new, empty stage for ``day`` with a fresh token (inside the caller's head transaction)."""
+def day_start(day: str) -> int:
+    return int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def create_stage(cur: duckdb.DuckDBPyConnection, day: str, *, rolled: bool = False) -> None:
+    """A new, empty stage for ``day`` with a fresh token (inside the caller's head transaction);
+    ``rolled``: its hours get buckets in ``stage_rollups`` that cover the day (no sealed part in main)."""
     cur.execute(
         f"CREATE TABLE {stage(day)} (series_id INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)"
     )
-    cur.execute(f"DELETE FROM {HEAD}.head_meta WHERE key = ?", [f"stage:{day}"])
+    cur.execute(f"DELETE FROM {HEAD}.head_meta WHERE key IN (?, ?)", [f"stage:{day}", f"stage_rollup:{day}"])
     cur.execute(f"INSERT INTO {HEAD}.head_meta VALUES (?, ?)", [f"stage:{day}", uuid.uuid4().hex])
+    _drop_rollups(cur, day)
+    if rolled:
+        cur.execute(f"INSERT INTO {HEAD}.head_meta VALUES (?, '1')", [f"stage_rollup:{day}"])
+
+
+def rolled_days(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    """Staged days whose ``stage_rollups`` buckets cover the day."""
+    if "stage_rollups" not in tables(cur):
+        return []
+    rows = cur.execute(f"SELECT key FROM {HEAD}.head_meta WHERE key LIKE 'stage_rollup:%'").fetchall()
+    staged = set(stage_days(cur))
+    return sorted(d for (k,) in rows if (d := k[len("stage_rollup:") :]) in staged)
+
+
+def _drop_rollups(cur: duckdb.DuckDBPyConnection, day: str) -> None:
+    if "stage_rollups" in tables(cur):
+        lo = day_start(day)
+        cur.execute(f"DELETE FROM {ROLLUPS} WHERE ts >= ? AND ts < ?", [lo, lo + _DAY_MS])
 
 
 def drop_stage(cur: duckdb.DuckDBPyConnection, day: str) -> None:
-    """Drop a sealed day's stage and scratch (inside the caller's head transaction)."""
+    """Drop a sealed day's stage, its buckets and scratch (inside the caller's head transaction)."""
     cur.execute(f"DROP TABLE IF EXISTS {stage(day)}")
     cur.execute(f"DROP TABLE IF EXISTS {scratch(day)}")
-    cur.execute(f"DELETE FROM {HEAD}.head_meta WHERE key = ?", [f"stage:{day}"])
+    cur.execute(f"DELETE FROM {HEAD}.head_meta WHERE key IN (?, ?)", [f"stage:{day}", f"stage_rollup:{day}"])
+    _drop_rollups(cur, day)
 
 
 def recover(cur: duckdb.DuckDBPyConnection, sealed_tokens: dict[str, str]) -> list[str]:

@@ -7,11 +7,13 @@ Where a time span's rollup is complete it answers range functions over whole buc
 Which spans are complete (:func:`coverage`):
 
 - ``1h``: every sealed day (the hourly rollup is written when a day is sealed and dropped when late
-  data unseals it; it outlives the raw day);
+  data unseals it; it outlives the raw day), and every staged day whose stage keeps hourly buckets of
+  its slices (``stage_rollups`` in the head file, see :mod:`sightglass.store.head`) and that has no
+  sealed part in the main file;
 - ``5m``: the days before the oldest raw day (the 5-minute rollup is written from the raw day when
   retention drops it; days without any data are trivially complete);
-- neither covers a day with unsealed data (a stage in the head file) nor reaches past the oldest
-  sample still in the head, which may be late data for a day already rolled up.
+- neither covers another day with unsealed data (a stage in the head file) nor reaches past the
+  oldest sample still in the head, which may be late data for a day already rolled up.
 """
 
 from __future__ import annotations
@@ -43,11 +45,15 @@ def coverage(store: Any, resolution: str) -> list[tuple[int, int]]:
         # days with unsealed data (their stages in the head file) are raw data, never rolled up yet
         staged = {_day_start(d) for d in _head.stage_days(cur)} if hasattr(store, "head_path") else set()
         if resolution == "1h":
-            sealed = sorted(
+            days = {
                 d
                 for (k,) in cur.execute("SELECT key FROM meta WHERE key LIKE 'sealed:%'").fetchall()
                 if (d := _day_start(k[len("sealed:") :])) not in staged
-            )
+            }
+            if staged:
+                in_main = {t[len("samples_") :] for t in store.partitions()}
+                days |= {_day_start(d) for d in _head.rolled_days(cur) if d not in in_main}
+            sealed = sorted(days)
             spans: list[tuple[int, int]] = []
             for d in sealed:
                 if spans and spans[-1][1] == d:
@@ -120,9 +126,14 @@ def read_buckets(
     cur = store.cursor()
     cur.register("_rids", pa.table({"id": pa.array(ids.astype(np.int32))}))
     try:
+        cols = f"series_id, ts, cnt, sum, min, max, first, last, {times}, reset_sum, dups"
+        source = f"rollup_{resolution}"
+        if resolution == "1h" and hasattr(store, "head_path") and _head.rolled_days(cur):
+            # staged hours' buckets; a day sealed but not yet dropped from the head has both, and its
+            # repeated buckets make the answer go to raw samples (below)
+            source = f"(SELECT {cols} FROM rollup_1h UNION ALL SELECT {cols} FROM {_head.ROLLUPS})"
         res = cur.sql(
-            f"SELECT series_id, ts, cnt, sum, min, max, first, last, {times}, reset_sum, dups "
-            f"FROM rollup_{resolution} r SEMI JOIN _rids ON r.series_id = _rids.id "
+            f"SELECT {cols} FROM {source} r SEMI JOIN _rids ON r.series_id = _rids.id "
             "WHERE ts >= $lo AND ts < $hi ORDER BY series_id, ts",
             params={"lo": lo, "hi": hi},
         ).to_arrow_table()
