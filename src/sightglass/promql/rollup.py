@@ -128,6 +128,10 @@ def _merge(
     labels: list[LabelSet], v: np.ndarray, m: np.ndarray, raw: Vector, cols: np.ndarray
 ) -> tuple[list[LabelSet], np.ndarray, np.ndarray]:
     """Put the raw path's rows (full label sets, steps ``cols``) beside the bucketed ones."""
+    where = np.flatnonzero(cols)
+    if len(raw.labels) == len(labels) and all(a == b for a, b in zip(raw.labels, labels, strict=True)):
+        v[:, where], m[:, where] = raw.v, raw.m  # the same series in the same order (the usual case)
+        return labels, v, m
     index = {label_key(lab): i for i, lab in enumerate(labels)}
     extra = [lab for lab in raw.labels if label_key(lab) not in index]
     if extra:
@@ -138,7 +142,6 @@ def _merge(
         for key, i in index.items():
             nv[order[key]], nm[order[key]] = v[i], m[i]
         v, m, index = nv, nm, order
-    where = np.flatnonzero(cols)
     for r, lab in enumerate(raw.labels):
         i = index[label_key(lab)]
         v[i, where] = raw.v[r]
