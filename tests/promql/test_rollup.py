@@ -237,3 +237,6 @@ def test_staged_hours_are_answered_from_their_buckets(tmp_path: Path, monkeypatc
     with DuckDBStore(tmp_path, options=StoreOptions(compact_every_s=10**9)) as s:
         assert s.cursor().execute("SELECT count(*) FROM sg_head.stage_rollups").fetchone() == (36,)
         check()
+        s.compact()  # sealed: the day's buckets are rollup_1h's now, the stage's are gone
+        assert s.cursor().execute("SELECT count(*) FROM sg_head.stage_rollups").fetchone() == (0,)
+        check()

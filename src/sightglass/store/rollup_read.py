@@ -42,18 +42,19 @@ def coverage(store: Any, resolution: str) -> list[tuple[int, int]]:
     try:
         row = cur.execute("SELECT min(ts) FROM samples_head").fetchone()
         head_min = int(row[0]) if row and row[0] is not None else 2**62
-        # days with unsealed data (their stages in the head file) are raw data, never rolled up yet
+        # days with unsealed data (their stages in the head file): complete for 1h only where the
+        # stage keeps buckets of its hours and the day has no sealed part
         staged = {_day_start(d) for d in _head.stage_days(cur)} if hasattr(store, "head_path") else set()
         if resolution == "1h":
-            days = {
+            complete = {
                 d
                 for (k,) in cur.execute("SELECT key FROM meta WHERE key LIKE 'sealed:%'").fetchall()
                 if (d := _day_start(k[len("sealed:") :])) not in staged
             }
             if staged:
                 in_main = {t[len("samples_") :] for t in store.partitions()}
-                days |= {_day_start(d) for d in _head.rolled_days(cur) if d not in in_main}
-            sealed = sorted(days)
+                complete |= {_day_start(d) for d in _head.rolled_days(cur) if d not in in_main}
+            sealed = sorted(complete)
             spans: list[tuple[int, int]] = []
             for d in sealed:
                 if spans and spans[-1][1] == d:
