@@ -124,3 +124,26 @@ def test_row_order_from_runs_of_a_parallel_scan() -> None:
     shuffled = np.random.default_rng(3).permutation(200_000)
     table = pa.table({"r": pa.array(shuffled * 2), "v": pa.array(shuffled.astype(float))})
     assert (_in_row_order(table).column("v").to_numpy() == np.arange(200_000)).all()
+
+
+def test_ranges_parts_merge_like_their_columns() -> None:
+    # a cached part cut to a range: series 0 rows 1:3, series 1 none, series 2 rows 5:7 of its columns
+    ts = np.array([5, 10, 20, 30, 1, 8, 9, 12], dtype=np.int64)
+    vals = np.arange(8, dtype=np.float64)
+    stale = np.array([False, False, True, False, False, False, False, False])
+    cut = read_order.Ranges(ts, vals, stale, np.array([1, 4, 5]), np.array([2, 0, 2]))
+    assert cut.n == 4 and cut.bounds() == (8, 20)
+    sid, t, v, st = cut.columns()
+    assert sid.tolist() == [0, 0, 2, 2] and t.tolist() == [10, 20, 8, 9] and v.tolist() == [1, 2, 5, 6]
+    assert st.tolist() == [False, True, False, False]
+    head = _part([2, 1, 0, 2], [40, 41, 42, 30], [100, 101, 102, 103], [False, False, False, True])
+    merged = order_parts([cut, head])
+    plain = order_parts([cut.columns(), head])
+    for a, b in zip(merged, plain, strict=True):
+        assert a.tolist() == b.tolist()
+    assert merged[0].tolist() == [0, 0, 0, 1, 2, 2, 2, 2] and merged[1].tolist() == [10, 20, 42, 41, 8, 9, 30, 40]
+    assert merged[3].tolist() == [False, True, False, False, False, False, True, False]
+    # overlapping times (late data in the head) fall back to the sort, the head's rewrite winning
+    late = _part([0], [20], [-1.0])
+    sid, t, v, _ = order_parts([cut, late])
+    assert sid.tolist() == [0, 0, 2, 2] and t.tolist() == [10, 20, 8, 9] and v.tolist() == [1, -1, 5, 6]

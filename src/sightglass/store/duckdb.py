@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -33,11 +34,11 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import duckdb
 import numpy as np
@@ -62,7 +63,8 @@ from sightglass.store import head as _head
 from sightglass.store.base import LimitExceeded, StoreError, WriteResult
 from sightglass.store.index import SeriesIndex
 from sightglass.store.memory import keep_freed_memory
-from sightglass.store.read_order import order_parts, ranked
+from sightglass.store.read_cache import ReadCache, selector_digest
+from sightglass.store.read_order import Part, Ranges, order_parts, ranked, sorted_part
 from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row
 from sightglass.store.rows import to_json as _json
 from sightglass.store.tx import transaction
@@ -141,6 +143,7 @@ class StoreOptions:
     threads: int = 2
     memory_limit: str | None = None
     keep_freed_memory: bool = True  # glibc keeps freed heap for the next query (sightglass.store.memory)
+    read_cache_bytes: int = 256 << 20  # decoded day tables kept for repeated reads (store/read_cache.py); 0: off
 
 
 _MAX_TS_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
@@ -153,6 +156,20 @@ def _day_of(ts_ms: int) -> str:
 
 def _day_start(day: str) -> int:
     return int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _changes_tables(fn: _F) -> _F:
+    """A method that changes day tables or stages: the read cache stays out of use meanwhile."""
+
+    @functools.wraps(fn)
+    def wrapper(self: DuckDBStore, *args: Any, **kwargs: Any) -> Any:
+        with self._read_cache.changing():
+            return fn(self, *args, **kwargs)
+
+    return cast(_F, wrapper)
 
 
 class DuckDBStore:
@@ -208,6 +225,7 @@ class DuckDBStore:
             self._con.close()
             raise
         self._lock = threading.RLock()  # guards the index and catalog writes
+        self._read_cache = ReadCache(self.options.read_cache_bytes)
         if not read_only:
             self._migrate()
             _head.recover(self._con, self._sealed_tokens())
@@ -594,7 +612,7 @@ class DuckDBStore:
             # a big head of only recent data cannot move yet: let it double before trying again
             self._size_trigger = self.options.head_max_rows if moved else 2 * max(self._head_rows, 1)
             self._apply_retention(cur)
-            if self._shrink_due and _head.shrink(cur):
+            if self._shrink_due and self._shrink(cur):
                 self._shrink_due = False
         except Exception:
             log.exception("compaction failed; will retry")
@@ -612,7 +630,7 @@ class DuckDBStore:
                 cur.execute("CHECKPOINT")
             except duckdb.TransactionException as e:  # another transaction is open: DuckDB checkpoints later
                 log.info("compact: %s", e)
-            if (self._shrink_due or force) and _head.shrink(cur):
+            if (self._shrink_due or force) and self._shrink(cur):
                 self._shrink_due = False
             return moved
 
@@ -650,6 +668,7 @@ class DuckDBStore:
             return int(row[0])
         return max(self._last_ms.values(), default=0) + 1
 
+    @_changes_tables
     def _move(self, cur: duckdb.DuckDBPyConnection, cutoff: int) -> int:
         """Head rows before ``cutoff`` into their days' stages, one head transaction.
 
@@ -784,6 +803,7 @@ class DuckDBStore:
             sealed = True
         return sealed
 
+    @_changes_tables
     def _seal_day(self, cur: duckdb.DuckDBPyConnection, day: str, day_start: int, *, in_main: bool, staged: bool) -> None:
         """Write ``day`` once into the main file: its main table (an earlier seal) merged with its stage.
 
@@ -869,6 +889,7 @@ class DuckDBStore:
             "AND CURRENT ROW) ORDER BY s.r"
         )
 
+    @_changes_tables
     def _to_plain_layout(self, cur: duckdb.DuckDBPyConnection, day: str) -> None:
         """Back to ``(series_id, ts, value)``, before late rows are appended to a sealed day."""
         table = f"samples_{day}"
@@ -876,6 +897,10 @@ class DuckDBStore:
         cur.execute(f"DROP TABLE {table}")
         cur.execute(f"DROP TABLE tsbase_{day}")
         cur.execute(f"ALTER TABLE {table}_plain RENAME TO {table}")
+
+    @_changes_tables
+    def _shrink(self, cur: duckdb.DuckDBPyConnection) -> bool:
+        return _head.shrink(cur)  # the stages are copied into new tables
 
     def _rollup(
         self, cur: duckdb.DuckDBPyConnection, table: str, day_start: int,
@@ -946,7 +971,7 @@ class DuckDBStore:
                 # the raw day goes; its 5-minute rollup is made now, from the raw data, once
                 day = m.group(1)
                 source = f"({self._absolute_sql(day)})" if day in self._delta_days else table
-                with transaction(cur):
+                with self._read_cache.changing(), transaction(cur):
                     cur.execute("DELETE FROM rollup_5m WHERE ts >= ? AND ts < ?", [day_start, day_start + DAY_MS])
                     self._rollup(cur, source, day_start, (("rollup_5m", 5 * MINUTE_MS, False),))
                     cur.execute(f"DROP TABLE {table}")
@@ -1036,18 +1061,25 @@ class DuckDBStore:
 
     def _read_sources(
         self, ids: np.ndarray, lo: int, hi: int, limit: int | None, rank: np.ndarray | None = None
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    ) -> list[Part]:
         """Each source's rows, its series numbered by ``rank`` when given (negative ranks dropped)."""
         delta = self._delta_days
+        gen = self._read_cache.generation()
+        digest = selector_digest(ids, rank) if gen is not None else b""
         cur = self.cursor()
         cur.register("_ids", pa.table({"id": pa.array(ids.astype(np.int32))}))
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        parts: list[Part] = []
         total = 0
         try:
             for table in self._sample_sources(lo, hi):
                 left = None if limit is None else limit - total
                 day = table[len("samples_") :]
-                if day in delta:
+                part = None
+                if gen is not None and table != "samples_head":
+                    part = self._read_cached(cur, table, lo, hi, left, rank, gen, digest, day in delta)
+                if part is not None:
+                    pass
+                elif day in delta:
                     part = self._read_delta_day(cur, day, lo, hi, left, rank)
                 else:
                     cap = f" LIMIT {left + 1}" if left is not None else ""
@@ -1065,7 +1097,7 @@ class DuckDBStore:
                     )
                     if rank is not None and len(part[0]):
                         part = ranked(part, rank)
-                total += len(part[0])
+                total += part.n if isinstance(part, Ranges) else len(part[0])
                 if limit is not None and total > limit:
                     raise LimitExceeded(
                         f"query would load more than {limit} samples, over the limit of {limit} "
@@ -1077,12 +1109,85 @@ class DuckDBStore:
             cur.close()
         return parts
 
+    def _read_cached(
+        self, cur: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int, limit: int | None,
+        rank: np.ndarray | None, gen: int, digest: bytes, delta: bool,
+    ) -> Part | None:
+        """A day table's or stage's rows in ``[lo, hi]`` through the read cache: the whole hours
+        around the range are read once, ranked and sorted, kept, and cut to the range on each read.
+        None where the cache does not apply (the range covers under 3 hours of the table's day, or
+        the whole hours would pass ``limit``): the caller reads as usual."""
+        day = table[-8:]
+        if not day.isdigit():
+            return None
+        day_start = _day_start(day)
+        a = max((lo // HOUR_MS) * HOUR_MS, day_start)
+        b = min((hi // HOUR_MS + 1) * HOUR_MS, day_start + DAY_MS) - 1
+        if min(hi, b) - max(lo, a) < 3 * HOUR_MS:
+            return None  # widening a short range to whole hours would read more than it saves
+        if not delta and table.startswith("samples_"):
+            # a plain sealed day may hold timestamps outside its UTC day (clamped data): leave it be
+            return None
+        key = (table, a, b, digest)
+        hit = self._read_cache.get(gen, key)
+        if hit is None:
+            if delta:
+                part = self._read_delta_day(cur, day, a, b, limit, rank, limit_range=(lo, hi))
+            else:
+                cap = f" LIMIT {limit + 1}" if limit is not None else ""
+                res = cur.sql(
+                    f"SELECT series_id, ts, value FROM {table} s SEMI JOIN _ids ON s.series_id = _ids.id "
+                    f"WHERE ts >= $lo AND ts <= $hi{cap}",
+                    params={"lo": a, "hi": b},
+                ).to_arrow_table()
+                if limit is not None and res.num_rows > limit:
+                    return None  # the exact range may still fit: read it as usual
+                vals, stale = _values_and_stale(res.column("value"))
+                part = (
+                    res.column("series_id").to_numpy().astype(np.int64),
+                    res.column("ts").to_numpy().astype(np.int64, copy=False),
+                    vals,
+                    stale,
+                )
+                if rank is not None and len(part[0]):
+                    part = ranked(part, rank)
+            sid, ts, vals, stale = sorted_part(part)
+            counts = np.bincount(sid) if len(sid) else np.zeros(0, np.int64)
+            span = np.array([ts.min(), ts.max()] if len(ts) else [lo, hi], dtype=np.int64)
+            entry: tuple[np.ndarray, ...] = (ts, vals, stale if bool(stale.any()) else np.empty(0, bool), counts, np.cumsum(counts) - counts, span)
+            for arr in entry:
+                arr.flags.writeable = False  # shared by later reads
+            self._read_cache.put(gen, key, entry)
+        else:
+            entry = hit
+        ts, vals, stale, counts, starts, span = entry
+        stale_or_none = stale if len(stale) else None
+        if int(span[0]) >= lo and int(span[1]) <= hi:
+            return Ranges(ts, vals, stale_or_none, starts, counts)
+        has = np.flatnonzero(counts)
+        if len(has) * 64 > len(ts):  # short series: one mask over the rows
+            keep = (ts >= lo) & (ts <= hi)
+            sid = np.repeat(np.arange(len(counts), dtype=np.int64), counts)[keep]
+            return sid, ts[keep], vals[keep], stale[keep] if len(stale) else np.zeros(len(sid), dtype=bool)
+        new_starts = starts.copy()
+        new_counts = counts.copy()
+        st, ct = starts.tolist(), counts.tolist()
+        for s_ in has.tolist():
+            a = st[s_]
+            seg = ts[a : a + ct[s_]]
+            i = int(np.searchsorted(seg, lo, side="left"))
+            j = int(np.searchsorted(seg, hi, side="right"))
+            new_starts[s_] = a + i
+            new_counts[s_] = j - i
+        return Ranges(ts, vals, stale_or_none, new_starts, new_counts)
+
     def _read_delta_day(
         self, cur: duckdb.DuckDBPyConnection, day: str, lo: int, hi: int, limit: int | None,
-        rank: np.ndarray | None = None,
+        rank: np.ndarray | None = None, *, limit_range: tuple[int, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Rebuild a delta-layout day's timestamps for the hours that overlap ``[lo, hi]`` (series
-        numbered by ``rank`` when given: per chunk, before the rows are made)."""
+        numbered by ``rank`` when given: per chunk, before the rows are made). ``limit`` counts the
+        rows in ``limit_range`` (default ``[lo, hi]``)."""
         day_start = int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
         h0 = max(0, (lo - day_start) // HOUR_MS)
         h1 = min(23, (hi - day_start) // HOUR_MS)
@@ -1094,7 +1199,8 @@ class DuckDBStore:
         ).fetchnumpy()
         lens = base["n"].astype(np.int64)
         if limit is not None:  # chunks wholly inside [lo, hi] are surely loaded
-            inside = (base["first_ts"] >= lo) & (base["last_ts"] <= hi)
+            llo, lhi = limit_range if limit_range is not None else (lo, hi)
+            inside = (base["first_ts"] >= llo) & (base["last_ts"] <= lhi)
             if int(lens[inside].sum()) > limit:
                 raise LimitExceeded(
                     f"query would load more than {limit} samples, over the limit of {limit} (query.max_samples)"

@@ -11,6 +11,7 @@ last of them is the last write, and it is the one kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -26,12 +27,110 @@ def _cat(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def order_parts(parts: Sequence[Columns], rank: np.ndarray | None = None) -> Columns:
+class Ranges:
+    """A part already sorted by (series, ts) without duplicates, as row ranges of its columns:
+    series ``s`` is rows ``starts[s] : starts[s] + counts[s]`` (a read cache entry cut to a range
+    without copying it)."""
+
+    __slots__ = ("counts", "n", "stale", "starts", "ts", "vals")
+
+    def __init__(
+        self, ts: np.ndarray, vals: np.ndarray, stale: np.ndarray | None, starts: np.ndarray, counts: np.ndarray
+    ) -> None:
+        self.ts, self.vals, self.stale, self.starts, self.counts = ts, vals, stale, starts, counts
+        self.n = int(counts.sum())
+
+    def bounds(self) -> tuple[int, int]:
+        has = self.counts > 0
+        first = self.starts[has]
+        return int(self.ts[first].min()), int(self.ts[first + self.counts[has] - 1].max())
+
+    def columns(self) -> Columns:
+        if not self.n:
+            return _empty()
+        has = np.flatnonzero(self.counts > 0)
+        sid = np.repeat(has.astype(np.int64), self.counts[has])
+        if len(has) == 1 or int(self.starts[has[-1]] + self.counts[has[-1]] - self.starts[has[0]]) == self.n:
+            a = int(self.starts[has[0]])  # contiguous: views
+            sl = slice(a, a + self.n)
+            stale = self.stale[sl] if self.stale is not None else np.zeros(self.n, dtype=bool)
+            return sid, self.ts[sl], self.vals[sl], stale
+        idx = np.concatenate([np.arange(int(self.starts[s]), int(self.starts[s] + self.counts[s])) for s in has])
+        stale = self.stale[idx] if self.stale is not None else np.zeros(self.n, dtype=bool)
+        return sid, self.ts[idx], self.vals[idx], stale
+
+
+Part = Columns | Ranges
+
+
+def _size(p: Part) -> int:
+    return p.n if isinstance(p, Ranges) else len(p[0])
+
+
+def order_parts(parts: Sequence[Part], rank: np.ndarray | None = None) -> Columns:
     """``(series, ts, value, stale)`` of all parts, sorted by (series, ts), duplicates resolved.
 
     ``series`` becomes ``rank[series]`` when ``rank`` is given; rows whose rank is negative are
     dropped. ``parts`` are in write order (a later part's row wins over an earlier one's).
     """
+    kept = [p for p in parts if _size(p)]
+    if any(isinstance(p, Ranges) for p in kept):
+        out = _merge_ranges(kept) if rank is None else None
+        if out is not None:
+            return out
+        kept = [p.columns() if isinstance(p, Ranges) else p for p in kept]
+    return _order_columns(cast(list[Columns], kept), rank)
+
+
+def _merge_ranges(parts: Sequence[Part]) -> Columns | None:
+    """Parts with disjoint increasing times, some of them :class:`Ranges`, merged series by series
+    with one slice copy per (series, part); None when they overlap or the blocks are short."""
+    prev = None
+    for p in parts:
+        lo, hi = p.bounds() if isinstance(p, Ranges) else (int(p[1].min()), int(p[1].max()))
+        if prev is not None and lo <= prev:
+            return None
+        prev = hi
+    ranges: list[Ranges] = []
+    for p in parts:
+        if isinstance(p, Ranges):
+            ranges.append(p)
+            continue
+        if int(p[0].min()) < 0:
+            return None
+        sid, ts, vals, stale = sorted_part(p)
+        counts = np.bincount(sid)
+        ranges.append(Ranges(ts, vals, stale if bool(stale.any()) else None, np.cumsum(counts) - counts, counts))
+    width = max(len(r.counts) for r in ranges)
+    n = sum(r.n for r in ranges)
+    counts = np.zeros((len(ranges), width), dtype=np.int64)
+    for k, r in enumerate(ranges):
+        counts[k, : len(r.counts)] = r.counts
+    blocks = counts > 0
+    if int(blocks.sum()) > n // BLOCK_ROWS + 16:
+        return None
+    total = counts.sum(axis=0)
+    series_start = np.cumsum(total) - total
+    before = np.cumsum(counts, axis=0) - counts
+    sid = np.repeat(np.arange(width, dtype=np.int64), total)
+    ts = np.empty(n, dtype=np.int64)
+    vals = np.empty(n, dtype=np.float64)
+    stale = np.zeros(n, dtype=bool)
+    for k, r in enumerate(ranges):
+        to = (series_start + before[k]).tolist()
+        src = r.starts.tolist()
+        cnt = r.counts.tolist()
+        rts, rv, rst = r.ts, r.vals, r.stale
+        for s in np.flatnonzero(blocks[k]).tolist():
+            a, c, m = src[s], to[s], cnt[s]
+            ts[c : c + m] = rts[a : a + m]
+            vals[c : c + m] = rv[a : a + m]
+            if rst is not None:
+                stale[c : c + m] = rst[a : a + m]
+    return sid, ts, vals, stale
+
+
+def _order_columns(parts: Sequence[Columns], rank: np.ndarray | None = None) -> Columns:
     parts = [p for p in parts if len(p[0])]
     if not parts:
         return _empty()
@@ -97,6 +196,15 @@ def _sorted(
         sid, ts, vals = sid[keep], ts[keep], vals[keep]
         stale = stale[keep] if stale is not None else None
     return sid, ts, vals, stale
+
+
+def sorted_part(p: Columns) -> Columns:
+    """One part in (series, ts) order, duplicates resolved (the later row wins)."""
+    if len(p[0]) <= 1:
+        return p
+    has_stale = bool(p[3].any())
+    sid, ts, vals, stale = _sorted(p[0], p[1], p[2], p[3] if has_stale else None)
+    return sid, ts, vals, (stale if stale is not None else np.zeros(len(sid), dtype=bool))
 
 
 def _disjoint(parts: Sequence[Columns]) -> bool:
