@@ -51,10 +51,10 @@ class Ranges:
         has = np.flatnonzero(self.counts > 0)
         sid = np.repeat(has.astype(np.int64), self.counts[has])
         if len(has) == 1 or int(self.starts[has[-1]] + self.counts[has[-1]] - self.starts[has[0]]) == self.n:
-            a = int(self.starts[has[0]])  # contiguous: views
+            a = int(self.starts[has[0]])  # contiguous: one slice (copied: the cache keeps its arrays)
             sl = slice(a, a + self.n)
-            stale = self.stale[sl] if self.stale is not None else np.zeros(self.n, dtype=bool)
-            return sid, self.ts[sl], self.vals[sl], stale
+            stale = self.stale[sl].copy() if self.stale is not None else np.zeros(self.n, dtype=bool)
+            return sid, self.ts[sl].copy(), self.vals[sl].copy(), stale
         idx = np.concatenate([np.arange(int(self.starts[s]), int(self.starts[s] + self.counts[s])) for s in has])
         stale = self.stale[idx] if self.stale is not None else np.zeros(self.n, dtype=bool)
         return sid, self.ts[idx], self.vals[idx], stale
