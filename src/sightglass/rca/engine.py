@@ -488,6 +488,7 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
     """The series of the neighbourhood: everything on its hosts, its jobs, models, pipelines and
     switches, plus the hardware signals of a sample of each switch's other hosts."""
     hosts: set[str] = set()
+    switches: set[str] = set()
     by_label: dict[str, set[str]] = defaultdict(set)
     for eid in cands:
         e = topo.entity(eid)
@@ -503,11 +504,11 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
         elif e.kind == "pipeline":
             by_label["pipeline"].add(lab.get("pipeline") or eid[9:])
         elif e.kind == "switch":
-            by_label["switch"].add(lab.get("switch") or eid[7:])
-            by_label[knowledge.REMOTE_SWITCH_LABEL].add(lab.get("switch") or eid[7:])
+            switches.add(lab.get("switch") or eid[7:])
         elif e.kind == "pod":
             by_label["pod"].add(lab.get("pod", ""))
     extra: set[str] = set()
+    peer_switches: set[str] = set()
     for eid in sorted(cands):
         if not eid.startswith("switch:"):
             continue
@@ -515,6 +516,8 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
         leaves = topo.related(eid, "switch-links-switch", outgoing=False, at_ms=at)
         for leaf in _spread(leaves, 8):
             members += _spread(topo.related(leaf, "node-links-switch", outgoing=False, at_ms=at), 4)
+            le = topo.entity(leaf)
+            peer_switches.add((le.labels.get("switch") if le is not None else None) or leaf[7:])
         for n in _spread(sorted(set(members)), MAX_EXTRA_HOSTS):
             h = n[5:]
             if h not in hosts:
@@ -533,6 +536,16 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
         vals.discard("")
         if vals:
             sel(Matcher(label, "=~", f"({_alt(vals)})"))
+    switches.discard("")
+    if switches:
+        # a switch's own series; of its switch-to-switch ports (those with a remote_switch) only
+        # the links among the neighbourhood's switches and the peer leaves sampled above, both
+        # ways: the paths its hosts' traffic takes, and a baseline of other leaves for a spine
+        # (every port of a spine's fabric is ~16 k series on a 1,000-node factory)
+        remote = knowledge.REMOTE_SWITCH_LABEL
+        sel(Matcher("switch", "=~", f"({_alt(switches)})"), Matcher(remote, "=", ""))
+        ends = f"({_alt(switches | peer_switches)})"
+        sel(Matcher("switch", "=~", ends), Matcher(remote, "=~", ends))
     if extra:
         alt = _alt(extra)
         sel(Matcher("instance", "=~", f"({alt}):9100"), Matcher("__name__", "=~", "node_infiniband_.*"))
