@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from rca_helpers import Scenario
+from rca_helpers import Scenario, simulate_fault
 
+from sightglass.model import Matcher
 from sightglass.promql.engine import Engine
-from sightglass.rca.engine import RcaError, analyze
+from sightglass.rca.engine import RcaError, _label_value, analyze
 from sightglass.rca.evaluation import matches
 from sightglass.rca.result import render_text
 
@@ -123,3 +125,31 @@ def test_silent_data_corruption_is_the_job_with_a_replay_runbook(scenarios: obje
     assert top.kind == "job" and top.fault == "silent_data_corruption"
     assert "replay" in top.action.lower()
     assert any(s.metric == "training_loss" for s in top.signals)
+
+
+def test_reads_the_fabric_ports_on_the_neighbourhoods_paths_only(tmp_path: Path) -> None:
+    """12 leaves, 2 spines: the switch-to-switch ports read are those among the neighbourhood's
+    switches and a spread of peer leaves (both ways), not the whole fabric's; a congested spine is
+    still found through the uplinks that feed it."""
+    sc = simulate_fault(tmp_path / "data", "ib_congestion", nodes=48, seed=32)
+    try:
+        keys = sc.store.index.keys
+        port = "ib_switch_port_transmit_wait_total"
+        every = {keys[int(i)].text() for i in sc.store.select_ids([Matcher("__name__", "=", port)])}
+        assert len(every) == 12 * 2 * 2
+        res = analyze(sc.store, sc.symptom, sc.at_ms, builder=sc.builder)
+        top = res.causes[0]
+        assert matches(top.kind, top.labels, sc.truth), [c.entity_id for c in res.causes]
+        read = {n for n, m in zip(res.frame.names, res.frame.metrics, strict=True) if m == port}
+        assert read and read < every
+        # every port of the neighbourhood's leaves, both directions, is read
+        leaves = {c[len("switch:") :] for c in res.candidate_ids if c.startswith("switch:leaf-")}
+        assert leaves
+        mine = {n for n in every if any(f'switch="{lf}"' in n for lf in leaves)}
+        assert mine <= read
+        # each spine keeps a baseline of other leaves' uplinks
+        spine = sc.truth["match"]["switch"]
+        feeding = {_label_value(n, "switch") for n in read if f'remote_switch="{spine}"' in n}
+        assert len(feeding - leaves) >= 2
+    finally:
+        sc.store.close()
