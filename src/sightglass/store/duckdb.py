@@ -1082,21 +1082,7 @@ class DuckDBStore:
                 elif day in delta:
                     part = self._read_delta_day(cur, day, lo, hi, left, rank)
                 else:
-                    cap = f" LIMIT {left + 1}" if left is not None else ""
-                    res = cur.sql(
-                        f"SELECT series_id, ts, value FROM {table} s SEMI JOIN _ids ON s.series_id = _ids.id "
-                        f"WHERE ts >= $lo AND ts <= $hi{cap}",
-                        params={"lo": lo, "hi": hi},
-                    ).to_arrow_table()
-                    vals, stale = _values_and_stale(res.column("value"))
-                    part = (
-                        res.column("series_id").to_numpy().astype(np.int64),
-                        res.column("ts").to_numpy().astype(np.int64, copy=False),
-                        vals,
-                        stale,
-                    )
-                    if rank is not None and len(part[0]):
-                        part = ranked(part, rank)
+                    part = _read_plain(cur, table, lo, hi, left, rank)
                 total += part.n if isinstance(part, Ranges) else len(part[0])
                 if limit is not None and total > limit:
                     raise LimitExceeded(
@@ -1134,23 +1120,10 @@ class DuckDBStore:
             if delta:
                 part = self._read_delta_day(cur, day, a, b, limit, rank, limit_range=(lo, hi))
             else:
-                cap = f" LIMIT {limit + 1}" if limit is not None else ""
-                res = cur.sql(
-                    f"SELECT series_id, ts, value FROM {table} s SEMI JOIN _ids ON s.series_id = _ids.id "
-                    f"WHERE ts >= $lo AND ts <= $hi{cap}",
-                    params={"lo": a, "hi": b},
-                ).to_arrow_table()
-                if limit is not None and res.num_rows > limit:
+                plain = _read_plain(cur, table, a, b, limit, rank)
+                if limit is not None and len(plain[0]) > limit:
                     return None  # the exact range may still fit: read it as usual
-                vals, stale = _values_and_stale(res.column("value"))
-                part = (
-                    res.column("series_id").to_numpy().astype(np.int64),
-                    res.column("ts").to_numpy().astype(np.int64, copy=False),
-                    vals,
-                    stale,
-                )
-                if rank is not None and len(part[0]):
-                    part = ranked(part, rank)
+                part = plain
             sid, ts, vals, stale = sorted_part(part)
             counts = np.bincount(sid) if len(sid) else np.zeros(0, np.int64)
             span = np.array([ts.min(), ts.max()] if len(ts) else [lo, hi], dtype=np.int64)
@@ -1524,6 +1497,31 @@ def _in_row_order(res: pa.Table) -> pa.Table:
     length = last - first + 1
     return pa.concat_tables([res.slice(int(start[i]), int(length[i])) for i in order])
 
+
+
+def _read_plain(
+    cur: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int, limit: int | None,
+    rank: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of the registered ``_ids`` in ``table`` with ``lo <= ts <= hi`` (at most
+    ``limit + 1`` of them, so a caller sees that the limit is passed), as columns; series ids
+    mapped to their label-order ``rank`` when one is given."""
+    cap = f" LIMIT {limit + 1}" if limit is not None else ""
+    res = cur.sql(
+        f"SELECT series_id, ts, value FROM {table} s SEMI JOIN _ids ON s.series_id = _ids.id "
+        f"WHERE ts >= $lo AND ts <= $hi{cap}",
+        params={"lo": lo, "hi": hi},
+    ).to_arrow_table()
+    vals, stale = _values_and_stale(res.column("value"))
+    part = (
+        res.column("series_id").to_numpy().astype(np.int64),
+        res.column("ts").to_numpy().astype(np.int64, copy=False),
+        vals,
+        stale,
+    )
+    if rank is not None and len(part[0]):
+        part = ranked(part, rank)
+    return part
 
 def _values_and_stale(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Values as float64 (stale markers, stored as NULL, become NaN) and the stale flags."""
