@@ -72,6 +72,20 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DuckDBSto
     short.close()
 
 
+def _bucket_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make every rollup bucket read append its number of buckets to the returned list."""
+    used: list[int] = []
+    real = rollup.read_buckets
+
+    def spy(*a: object, **k: object) -> object:
+        b = real(*a, **k)  # type: ignore[arg-type]
+        used.append(len(b))
+        return b
+
+    monkeypatch.setattr(rollup, "read_buckets", spy)
+    return used
+
+
 def _same(a: QueryResult, b: QueryResult) -> None:
     assert [s.labels for s in a.matrix] == [s.labels for s in b.matrix]
     for x, y in zip(a.matrix, b.matrix, strict=True):
@@ -92,15 +106,7 @@ def test_five_minute_rollups_answer_days_past_raw_retention(
     stores: tuple[DuckDBStore, DuckDBStore], q: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     full, short = stores
-    used: list[int] = []
-    real = rollup.read_buckets
-
-    def spy(*a: object, **k: object) -> object:
-        b = real(*a, **k)  # type: ignore[arg-type]
-        used.append(len(b))
-        return b
-
-    monkeypatch.setattr(rollup, "read_buckets", spy)
+    used = _bucket_reads(monkeypatch)
     for r in ("5m", "15m", "1h"):
         query = q.format(r=r)
         # days 0-1 exist only as rollups in the short store; the range runs on into raw day 2
@@ -201,15 +207,7 @@ def test_staged_hours_are_answered_from_their_buckets(tmp_path: Path, monkeypatc
         [SeriesKey.of("c_total", {}), SeriesKey.of("g", {})],
         np.repeat(np.arange(2), len(ts)), np.tile(ts, 2), np.concatenate([c, np.round(rng.normal(50, 5, len(ts)), 2)]),
     )  # fmt: skip
-    used: list[int] = []
-    real = rollup.read_buckets
-
-    def spy(*a: object, **k: object) -> object:
-        b = real(*a, **k)  # type: ignore[arg-type]
-        used.append(len(b))
-        return b
-
-    monkeypatch.setattr(rollup, "read_buckets", spy)
+    used = _bucket_reads(monkeypatch)
     qs = ["increase(c_total[1h])", "rate(c_total[3h])", "max_over_time(g[1h])", "avg_over_time(g[2h])",
           "count_over_time(g[1h])", "last_over_time(c_total[1h])"]  # fmt: skip
 

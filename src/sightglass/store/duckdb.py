@@ -154,10 +154,6 @@ def _day_of(ts_ms: int) -> str:
     return dt.datetime.fromtimestamp(ts_ms / 1000, tz=dt.UTC).strftime("%Y%m%d")
 
 
-def _day_start(day: str) -> int:
-    return int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
-
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -701,7 +697,7 @@ class DuckDBStore:
                 "WHERE series.id = s.series_id AND (series.last_ms IS NULL OR series.last_ms < s.last)"
             )
             for day in late:  # late data for a sealed day: drop its rollups, seal it again later
-                self._unseal(cur, day, _day_start(day))
+                self._unseal(cur, day, _head.day_start(day))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -709,7 +705,7 @@ class DuckDBStore:
         finally:
             cur.unregister("_lasts")
         stages = set(_head.stage_days(cur))
-        in_main = {t[len("samples_") :] for t in self.partitions()}
+        in_main = self._main_days()
         hours = [
             int(r[0])
             for r in cur.execute(
@@ -747,9 +743,9 @@ class DuckDBStore:
         """Stages written before ``stage_rollups`` existed (or by a version that kept none): roll up
         their slices once, so their days are answered from buckets like new stages."""
         staged = set(_head.stage_days(cur)) - set(_head.rolled_days(cur))
-        staged -= {t[len("samples_") :] for t in self.partitions()}
+        staged -= self._main_days()
         for day in sorted(staged):
-            lo = _day_start(day)
+            lo = _head.day_start(day)
             with transaction(cur):
                 cur.execute(f"INSERT INTO {_head.HEAD}.head_meta VALUES (?, '1')", [f"stage_rollup:{day}"])
                 self._roll_staged_hours(cur, list(range(lo // HOUR_MS, (lo + DAY_MS) // HOUR_MS)))
@@ -770,12 +766,12 @@ class DuckDBStore:
                 runs.append([hr, hr + 1])
         for a, b in runs:
             day = _day_of(a * HOUR_MS)
-            if day not in rolled or not _day_start(day) <= a * HOUR_MS < _day_start(day) + DAY_MS:
+            if day not in rolled or not _head.day_start(day) <= a * HOUR_MS < _head.day_start(day) + DAY_MS:
                 continue  # also hours clamped into a day they are not in (far past/future data)
             lo, hi = a * HOUR_MS, b * HOUR_MS
             cur.execute(f"DELETE FROM {_head.ROLLUPS} WHERE ts >= ? AND ts < ?", [lo, hi])
             src = f"(SELECT series_id, ts, value FROM {_head.stage(day)} WHERE ts >= {lo} AND ts < {hi})"
-            self._rollup(cur, src, _day_start(day), ((_head.ROLLUPS, HOUR_MS, True),))
+            self._rollup(cur, src, _head.day_start(day), ((_head.ROLLUPS, HOUR_MS, True),))
 
     @staticmethod
     def _is_sealed(cur: duckdb.DuckDBPyConnection, day: str) -> bool:
@@ -790,10 +786,10 @@ class DuckDBStore:
     def _seal_closed_days(self, cur: duckdb.DuckDBPyConnection, moved_until: int, *, include_partial: bool) -> bool:
         """Seal every day whose data has all left the head; returns whether any was sealed."""
         stages = set(_head.stage_days(cur))
-        in_main = {t[len("samples_") :] for t in self.partitions()}
+        in_main = self._main_days()
         sealed = False
         for day in sorted(in_main | stages):
-            day_start = _day_start(day)
+            day_start = _head.day_start(day)
             closed = day_start + DAY_MS <= moved_until
             if not closed and not (include_partial and day_start < moved_until):
                 continue
@@ -940,6 +936,10 @@ class DuckDBStore:
                 """
             )
 
+    def _main_days(self) -> set[str]:
+        """The days (``YYYYMMDD``) with a sealed table in the main file."""
+        return {t[len("samples_") :] for t in self.partitions()}
+
     def partitions(self) -> list[str]:
         """The sealed days' tables in the main file (unsealed days are stages in the head file)."""
         rows = (
@@ -964,9 +964,7 @@ class DuckDBStore:
         for table in self.partitions():
             m = _PART_RE.match(table)
             assert m
-            day_start = int(
-                dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000
-            )
+            day_start = _head.day_start(m.group(1))
             if day_start + DAY_MS <= horizon:
                 # the raw day goes; its 5-minute rollup is made now, from the raw data, once
                 day = m.group(1)
@@ -1106,7 +1104,7 @@ class DuckDBStore:
         day = table[-8:]
         if not day.isdigit():
             return None
-        day_start = _day_start(day)
+        day_start = _head.day_start(day)
         a = max((lo // HOUR_MS) * HOUR_MS, day_start)
         b = min((hi // HOUR_MS + 1) * HOUR_MS, day_start + DAY_MS) - 1
         if min(hi, b) - max(lo, a) < 3 * HOUR_MS:
@@ -1124,10 +1122,12 @@ class DuckDBStore:
                 if limit is not None and len(plain[0]) > limit:
                     return None  # the exact range may still fit: read it as usual
                 part = plain
-            sid, ts, vals, stale = sorted_part(part)
-            counts = np.bincount(sid) if len(sid) else np.zeros(0, np.int64)
-            span = np.array([ts.min(), ts.max()] if len(ts) else [lo, hi], dtype=np.int64)
-            entry: tuple[np.ndarray, ...] = (ts, vals, stale if bool(stale.any()) else np.empty(0, bool), counts, np.cumsum(counts) - counts, span)
+            r = Ranges.of_sorted(sorted_part(part))
+            span = np.array([r.ts.min(), r.ts.max()] if len(r.ts) else [lo, hi], dtype=np.int64)
+            no_stale = np.empty(0, bool)
+            entry: tuple[np.ndarray, ...] = (
+                r.ts, r.vals, r.stale if r.stale is not None else no_stale, r.counts, r.starts, span
+            )
             for arr in entry:
                 arr.flags.writeable = False  # shared by later reads
             self._read_cache.put(gen, key, entry)
@@ -1161,7 +1161,7 @@ class DuckDBStore:
         """Rebuild a delta-layout day's timestamps for the hours that overlap ``[lo, hi]`` (series
         numbered by ``rank`` when given: per chunk, before the rows are made). ``limit`` counts the
         rows in ``limit_range`` (default ``[lo, hi]``)."""
-        day_start = int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
+        day_start = _head.day_start(day)
         h0 = max(0, (lo - day_start) // HOUR_MS)
         h1 = min(23, (hi - day_start) // HOUR_MS)
         params = {"h0": h0, "h1": h1}
@@ -1498,7 +1498,6 @@ def _in_row_order(res: pa.Table) -> pa.Table:
     return pa.concat_tables([res.slice(int(start[i]), int(length[i])) for i in order])
 
 
-
 def _read_plain(
     cur: duckdb.DuckDBPyConnection, table: str, lo: int, hi: int, limit: int | None,
     rank: np.ndarray | None,
@@ -1522,6 +1521,7 @@ def _read_plain(
     if rank is not None and len(part[0]):
         part = ranked(part, rank)
     return part
+
 
 def _values_and_stale(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Values as float64 (stale markers, stored as NULL, become NaN) and the stale flags."""

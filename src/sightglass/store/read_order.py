@@ -40,6 +40,13 @@ class Ranges:
         self.ts, self.vals, self.stale, self.starts, self.counts = ts, vals, stale, starts, counts
         self.n = int(counts.sum())
 
+    @classmethod
+    def of_sorted(cls, part: Columns) -> Ranges:
+        """A part sorted by (series, ts) without duplicates, series numbered from 0, as ranges."""
+        sid, ts, vals, stale = part
+        counts = np.bincount(sid) if len(sid) else np.zeros(0, np.int64)
+        return cls(ts, vals, stale if bool(stale.any()) else None, np.cumsum(counts) - counts, counts)
+
     def bounds(self) -> tuple[int, int]:
         has = self.counts > 0
         first = self.starts[has]
@@ -98,9 +105,7 @@ def _merge_ranges(parts: Sequence[Part]) -> Columns | None:
             continue
         if int(p[0].min()) < 0:
             return None
-        sid, ts, vals, stale = sorted_part(p)
-        counts = np.bincount(sid)
-        ranges.append(Ranges(ts, vals, stale if bool(stale.any()) else None, np.cumsum(counts) - counts, counts))
+        ranges.append(Ranges.of_sorted(sorted_part(p)))
     width = max(len(r.counts) for r in ranges)
     n = sum(r.n for r in ranges)
     counts = np.zeros((len(ranges), width), dtype=np.int64)

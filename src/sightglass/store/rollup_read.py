@@ -18,7 +18,6 @@ Which spans are complete (:func:`coverage`):
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +31,6 @@ WIDTHS = {"1h": 3_600_000, "5m": 300_000}
 _NEG = -(2**62)
 
 
-def _day_start(day: str) -> int:
-    return int(dt.datetime.strptime(day, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() * 1000)
-
-
 def coverage(store: Any, resolution: str) -> list[tuple[int, int]]:
     """Half-open ``[lo, hi)`` time spans in which the ``resolution`` rollup is complete."""
     cur = store.cursor()
@@ -44,16 +39,16 @@ def coverage(store: Any, resolution: str) -> list[tuple[int, int]]:
         head_min = int(row[0]) if row and row[0] is not None else 2**62
         # days with unsealed data (their stages in the head file): complete for 1h only where the
         # stage keeps buckets of its hours and the day has no sealed part
-        staged = {_day_start(d) for d in _head.stage_days(cur)} if hasattr(store, "head_path") else set()
+        staged = {_head.day_start(d) for d in _head.stage_days(cur)} if hasattr(store, "head_path") else set()
         if resolution == "1h":
             complete = {
                 d
                 for (k,) in cur.execute("SELECT key FROM meta WHERE key LIKE 'sealed:%'").fetchall()
-                if (d := _day_start(k[len("sealed:") :])) not in staged
+                if (d := _head.day_start(k[len("sealed:") :])) not in staged
             }
             if staged:
                 in_main = {t[len("samples_") :] for t in store.partitions()}
-                complete |= {_day_start(d) for d in _head.rolled_days(cur) if d not in in_main}
+                complete |= {_head.day_start(d) for d in _head.rolled_days(cur) if d not in in_main}
             sealed = sorted(complete)
             spans: list[tuple[int, int]] = []
             for d in sealed:
@@ -62,7 +57,7 @@ def coverage(store: Any, resolution: str) -> list[tuple[int, int]]:
                 else:
                     spans.append((d, d + DAY_MS))
         elif resolution == "5m":
-            days = [_day_start(t[len("samples_") :]) for t in store.partitions()] + sorted(staged)
+            days = [_head.day_start(t[len("samples_") :]) for t in store.partitions()] + sorted(staged)
             spans = [(_NEG, min(days) if days else 2**62)]
         else:
             raise ValueError(f"unknown rollup resolution {resolution!r} (5m or 1h)")
