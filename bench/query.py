@@ -9,7 +9,7 @@ The same samples (generated with numpy, DCGM metric names, Hostname/gpu labels) 
 Sightglass store and, when ``victoria-metrics`` is installed, into a VictoriaMetrics started for the run
 (``/api/v1/import``, then ``/internal/force_flush``). Each query runs ``--repeat`` times on both;
 VictoriaMetrics is asked with ``nocache=1`` over HTTP, Sightglass is timed in-process including
-JSON encoding of the result. Besides the median wall time, the median CPU time of each query is
+JSON encoding of the result (``QueryResult.to_json()``, the text its HTTP API sends). Besides the median wall time, the median CPU time of each query is
 printed: Sightglass' whole process (DuckDB's threads included) and the VictoriaMetrics process (from
 ``/proc/<pid>/stat``), because on a shared machine the wall clock moves with the load. The two engines differ in semantics (VictoriaMetrics' ``rate`` does not
 extrapolate, for one), so the numbers compare latency, not answers.
@@ -201,7 +201,7 @@ class Victoria:
 
 def _sightglass(engine: Engine, q: str, start: int, end: int, step: int) -> int:
     res = engine.range(q, start, end, step) if step else engine.instant(q, end)
-    json.dumps(res.to_api())
+    res.to_json()  # the JSON text /api/v1/query(_range) sends (api/prom.py)
     return len(res.matrix) if step else len(res.vector)
 
 

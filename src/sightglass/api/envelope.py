@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -33,6 +34,15 @@ def success(data: Any, warnings: list[str] | None = None, status: int = 200) -> 
     if warnings:
         body["warnings"] = warnings
     return JSONResponse(body, status_code=status)
+
+
+def success_json(data_json: str, warnings: list[str] | None = None, status: int = 200) -> Response:
+    """:func:`success` for a ``data`` member already encoded as compact JSON text (a query result's
+    ``to_json()``): the same bytes and headers as ``success(data, warnings)``."""
+    body = '{"status":"success","data":' + data_json
+    if warnings:
+        body += ',"warnings":' + json.dumps(warnings, ensure_ascii=False, separators=(",", ":"))
+    return Response((body + "}").encode("utf-8"), status_code=status, media_type="application/json")
 
 
 def error(message: str, error_type: str = "bad_data", status: int | None = None) -> Response:

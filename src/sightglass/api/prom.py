@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 import sightglass
 from sightglass.api.context import AppContext
-from sightglass.api.envelope import APIError, error, success
+from sightglass.api.envelope import APIError, error, success, success_json
 from sightglass.config import parse_duration_ms
 from sightglass.model import Matcher
 from sightglass.promql.engine import parse_selector
@@ -105,7 +105,7 @@ def make_routes(ctx: AppContext) -> list[Route]:
             res = await asyncio.wait_for(
                 asyncio.to_thread(ctx.engine.instant, q, t, timeout_s=limit), timeout=limit + 1
             )
-            return success(res.to_api(), res.warnings)
+            return success_json(res.to_json(), res.warnings)
 
         return await handle(request, run)
 
@@ -137,7 +137,7 @@ def make_routes(ctx: AppContext) -> list[Route]:
             res = await asyncio.wait_for(
                 asyncio.to_thread(ctx.engine.range, q, start, end, step, timeout_s=limit), timeout=limit + 1
             )
-            return success(res.to_api(), res.warnings)
+            return success_json(res.to_json(), res.warnings)
 
         return await handle(request, run)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -123,3 +124,42 @@ class QueryResult:
             assert self.string is not None
             result = [format_ts(self.string[0]), self.string[1]]
         return {"resultType": self.result_type, "result": result}
+
+    def to_json(self) -> str:
+        """``to_api()`` as compact JSON text (``json.dumps(..., separators=(",", ":"),
+        ensure_ascii=False)``, what the HTTP API sends), written in one pass for matrices.
+
+        A matrix's points are most of an answer (180 k for 125 series over 24 h at 1 m): their
+        text is joined from each point's timestamp prefix and value string, without a tuple per
+        point for ``json`` to walk. The timestamps of all series are formatted once each.
+        """
+        if self.result_type != "matrix" or not self.matrix:
+            return _dumps(self.to_api())
+        every = np.concatenate([s.ts_ms for s in self.matrix])
+        uniq = np.unique(every)
+        # '"],[<ts>,"' before every point but a series' first, which takes '[<ts>,"'
+        stamps = [str(t) for t in format_timestamps(uniq)]
+        inner = np.array(['"],[' + t + ',"' for t in stamps], dtype=object)
+        parts = ['{"resultType":"matrix","result":[']
+        for k, s in enumerate(self.matrix):
+            if k:
+                parts.append(",")
+            parts.append('{"metric":')
+            parts.append(_dumps(s.labels))
+            parts.append(',"values":[')
+            n = len(s.ts_ms)
+            if n:
+                pos = np.searchsorted(uniq, s.ts_ms)
+                items: list[str] = [""] * (2 * n)
+                items[0::2] = inner[pos].tolist()
+                items[0] = "[" + stamps[int(pos[0])] + ',"'
+                items[1::2] = format_values(s.values)
+                parts.append("".join(items))
+                parts.append('"]')
+            parts.append("]}")
+        parts.append("]}")
+        return "".join(parts)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
