@@ -34,12 +34,21 @@ def _both(s: DuckDBStore, lo: int, hi: int, limit: int | None = None) -> tuple[t
     ids, _, lut = ordered_ids(s, [Matcher("__name__", "=", "m")])
     cached = s.read_arrays(ids, lo, hi, rank=lut, limit_samples=limit)
     again = s.read_arrays(ids, lo, hi, rank=lut, limit_samples=limit)
+    _same(_packed(cached), s.read_packed_arrays(ids, lo, hi, rank=lut, limit_samples=limit))
     size, s._read_cache.max_bytes = s._read_cache.max_bytes, 0
     try:
         plain = s.read_arrays(ids, lo, hi, rank=lut, limit_samples=limit)
+        _same(_packed(plain), s.read_packed_arrays(ids, lo, hi, rank=lut, limit_samples=limit))
     finally:
         s._read_cache.max_bytes = size
     return cached, again, plain
+
+
+def _packed(cols: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """``read_arrays``' columns as ``read_packed_arrays`` gives them: series present, offsets, columns."""
+    sid, ts, vals, stale = cols
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else np.empty(0, np.int64)
+    return sid[starts], np.append(starts, len(sid)), ts, vals, stale
 
 
 def _same(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> None:

@@ -30,18 +30,17 @@ def read_packed(
         return [], np.zeros(1, dtype=np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, bool)
     keys = store.index.keys
     try:
-        rank, ts, vals, stale = store.read_arrays(ids, lo, hi, limit_samples=limit, rank=lut)
+        if hasattr(store, "read_packed_arrays"):
+            present, off, ts, vals, stale = store.read_packed_arrays(ids, lo, hi, limit_samples=limit, rank=lut)
+        else:
+            rank, ts, vals, stale = store.read_arrays(ids, lo, hi, limit_samples=limit, rank=lut)
+            starts = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1]]) if len(rank) else np.empty(0, np.int64)
+            present, off = rank[starts], np.append(starts, len(rank)).astype(np.int64)
     except Exception as e:
         if type(e).__name__ == "LimitExceeded":
             raise QueryError(str(e), "execution") from None
         raise
-    if len(rank):
-        starts = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1]])
-        present = rank[starts]
-    else:
-        starts, present = np.empty(0, np.int64), np.empty(0, np.int64)
     labels: list[LabelSet] = [keys[known[r]].all_labels() for r in present.tolist()]
-    off = np.append(starts, len(rank)).astype(np.int64)
     return labels, off, ts, vals, stale
 
 

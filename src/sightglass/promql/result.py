@@ -135,8 +135,7 @@ class QueryResult:
         """
         if self.result_type != "matrix" or not self.matrix:
             return _dumps(self.to_api())
-        every = np.concatenate([s.ts_ms for s in self.matrix])
-        uniq = np.unique(every)
+        uniq = _all_timestamps([s.ts_ms for s in self.matrix])
         # '"],[<ts>,"' before every point but a series' first, which takes '[<ts>,"'
         stamps = [str(t) for t in format_timestamps(uniq)]
         inner = np.array(['"],[' + t + ',"' for t in stamps], dtype=object)
@@ -159,6 +158,21 @@ class QueryResult:
             parts.append("]}")
         parts.append("]}")
         return "".join(parts)
+
+
+def _all_timestamps(stamps: list[np.ndarray]) -> np.ndarray:
+    """The sorted distinct timestamps of all series: the longest series' own (a range query's series
+    are subsets of its step grid) unless some series has one it lacks."""
+    longest = max(stamps, key=len)
+    for ts in stamps:
+        if ts is longest or not len(ts):
+            continue
+        pos = np.searchsorted(longest, ts)
+        if int(pos[-1]) >= len(longest) or not np.array_equal(longest[pos], ts):
+            return np.unique(np.concatenate(stamps))
+    if len(longest) > 1 and not bool((longest[1:] > longest[:-1]).all()):
+        return np.unique(longest)
+    return longest
 
 
 def _dumps(obj: Any) -> str:

@@ -64,7 +64,7 @@ from sightglass.store.base import LimitExceeded, StoreError, WriteResult
 from sightglass.store.index import SeriesIndex
 from sightglass.store.memory import keep_freed_memory
 from sightglass.store.read_cache import ReadCache, selector_digest
-from sightglass.store.read_order import Part, Ranges, order_parts, ranked, sorted_part
+from sightglass.store.read_order import Part, Ranges, order_parts, order_parts_packed, ranked, sorted_part
 from sightglass.store.rows import config_row, event_row, lineage_row, log_row, span_row
 from sightglass.store.rows import to_json as _json
 from sightglass.store.tx import transaction
@@ -1046,16 +1046,36 @@ class DuckDBStore:
         empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, bool))
         if ids.size == 0:
             return empty
+        return order_parts(self._read_parts(ids, start_ms, end_ms, limit_samples, rank))
+
+    def read_packed_arrays(
+        self,
+        ids: np.ndarray,
+        start_ms: int,
+        end_ms: int,
+        *,
+        limit_samples: int | None = None,
+        rank: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`read_arrays` as ``(series, off, ts, value, stale)``: the series present, in order,
+        and where each one's rows start (``off[i]:off[i + 1]``) instead of a series number per row."""
+        if ids.size == 0:
+            z = np.empty(0, np.int64)
+            return z, np.zeros(1, np.int64), z.copy(), np.empty(0), np.empty(0, bool)
+        return order_parts_packed(self._read_parts(ids, start_ms, end_ms, limit_samples, rank))
+
+    def _read_parts(
+        self, ids: np.ndarray, start_ms: int, end_ms: int, limit: int | None, rank: np.ndarray | None
+    ) -> list[Part]:
         for attempt in (0, 1):
             try:
-                parts = self._read_sources(ids, start_ms, end_ms, limit_samples, rank)
-                break
+                return self._read_sources(ids, start_ms, end_ms, limit, rank)
             except (duckdb.CatalogException, duckdb.BinderException):
                 # a day was sealed or unsealed between choosing the layout and reading it
                 if attempt:
                     raise
                 self._delta_days = self._load_delta_days()
-        return order_parts(parts)
+        raise AssertionError("unreachable")
 
     def _read_sources(
         self, ids: np.ndarray, lo: int, hi: int, limit: int | None, rank: np.ndarray | None = None

@@ -16,6 +16,7 @@ from typing import cast
 import numpy as np
 
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Packed = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BLOCK_ROWS = 256  # (series, source) blocks this long on average are copied as slices, else row by row
 
 
@@ -82,16 +83,34 @@ def order_parts(parts: Sequence[Part], rank: np.ndarray | None = None) -> Column
     """
     kept = [p for p in parts if _size(p)]
     if any(isinstance(p, Ranges) for p in kept):
-        out = _merge_ranges(kept) if rank is None else None
-        if out is not None:
-            return out
+        merged = _merge_ranges(kept) if rank is None else None
+        if merged is not None:
+            total, ts, vals, stale = merged
+            return np.repeat(np.arange(len(total), dtype=np.int64), total), ts, vals, stale
         kept = [p.columns() if isinstance(p, Ranges) else p for p in kept]
     return _order_columns(cast(list[Columns], kept), rank)
 
 
+def order_parts_packed(parts: Sequence[Part]) -> Packed:
+    """:func:`order_parts` as ``(series, off, ts, value, stale)``: the series present, in order, and
+    where each one's rows start (``off`` has one more entry, the row count), instead of a series
+    number per row, which merged :class:`Ranges` never need to build."""
+    kept = [p for p in parts if _size(p)]
+    if any(isinstance(p, Ranges) for p in kept):
+        merged = _merge_ranges(kept)
+        if merged is not None:
+            total, ts, vals, stale = merged
+            present = np.flatnonzero(total)
+            return present, np.concatenate([[0], np.cumsum(total[present])]).astype(np.int64), ts, vals, stale
+    sid, ts, vals, stale = order_parts(kept)
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else np.empty(0, np.int64)
+    return sid[starts], np.append(starts, len(sid)).astype(np.int64), ts, vals, stale
+
+
 def _merge_ranges(parts: Sequence[Part]) -> Columns | None:
     """Parts with disjoint increasing times, some of them :class:`Ranges`, merged series by series
-    with one slice copy per (series, part); None when they overlap or the blocks are short."""
+    with one slice copy per (series, part): ``(rows per series number, ts, value, stale)``; None
+    when they overlap or the blocks are short."""
     prev = None
     for p in parts:
         lo, hi = p.bounds() if isinstance(p, Ranges) else (int(p[1].min()), int(p[1].max()))
@@ -117,7 +136,6 @@ def _merge_ranges(parts: Sequence[Part]) -> Columns | None:
     total = counts.sum(axis=0)
     series_start = np.cumsum(total) - total
     before = np.cumsum(counts, axis=0) - counts
-    sid = np.repeat(np.arange(width, dtype=np.int64), total)
     ts = np.empty(n, dtype=np.int64)
     vals = np.empty(n, dtype=np.float64)
     stale = np.zeros(n, dtype=bool)
@@ -132,7 +150,7 @@ def _merge_ranges(parts: Sequence[Part]) -> Columns | None:
             vals[c : c + m] = rv[a : a + m]
             if rst is not None:
                 stale[c : c + m] = rst[a : a + m]
-    return sid, ts, vals, stale
+    return total, ts, vals, stale
 
 
 def _order_columns(parts: Sequence[Columns], rank: np.ndarray | None = None) -> Columns:
