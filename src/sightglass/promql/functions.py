@@ -199,10 +199,14 @@ def _out(rv: RangeVector, values: np.ndarray, mask: np.ndarray, keep_name: bool 
 
 
 def _first_last(rv: RangeVector, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
-    top = max(len(rv.data.v) - 1, 0)
-    fi = np.minimum(lo, top)
-    li = np.clip(hi - 1, 0, top)
-    return rv.data.v[fi], rv.data.v[li], rv.data.t[fi], rv.data.t[li]
+    """First and last value and time of each window (clipped into the data where a window is empty)."""
+    if not len(rv.data.v):
+        z = np.zeros(lo.shape)
+        return z, z, lo * 0, lo * 0
+    li = hi - 1
+    v, t = rv.data.v, rv.data.t
+    # take(mode="clip") clips the indices as it gathers, without a clipped copy of them
+    return v.take(lo, mode="clip"), v.take(li, mode="clip"), t.take(lo, mode="clip"), t.take(li, mode="clip")
 
 
 def _extrapolated(rv: RangeVector, is_counter: bool, is_rate: bool) -> Vector:
@@ -216,11 +220,9 @@ def _extrapolated(rv: RangeVector, is_counter: bool, is_rate: bool) -> Vector:
     result = lv - fv
     if is_counter:
         # counter resets inside the window: add the value before each drop, one after the other
-        drops = np.zeros(len(v), dtype=bool)
-        if len(v) > 1:
-            drops[1:] = v[1:] < v[:-1]
-            drops[rv.data.off[:-1][np.diff(rv.data.off) > 0]] = False  # not across series
-        at = np.flatnonzero(drops)
+        at = np.flatnonzero(v[1:] < v[:-1]) + 1
+        if len(at):  # not across series: a series' first sample is no drop
+            at = at[~np.isin(at, rv.data.off[1:-1])]
         if len(at):
             a = np.searchsorted(at, lo + 1)  # drops k with lo < k < hi
             b = np.searchsorted(at, hi)
@@ -247,22 +249,37 @@ def extrapolate(
     added back for counters), first value ``fv``, first/last sample times and sample count."""
     range_start = end - range_ms
     range_end = end
+    # the same operations as Prometheus in the same order, most of them in place (each temporary is
+    # a (series, steps) array); ms differences are exact in float64, as they are in int64
     with np.errstate(divide="ignore", invalid="ignore"):
-        to_start = (ft - range_start[None, :]) / 1000.0
-        to_end = (range_end[None, :] - lt) / 1000.0
-        sampled = (lt - ft) / 1000.0
+        to_start = np.subtract(ft, range_start[None, :], dtype=np.float64)
+        to_start /= 1000.0
+        to_end = np.subtract(range_end[None, :], lt, dtype=np.float64)
+        to_end /= 1000.0
+        sampled = np.subtract(lt, ft, dtype=np.float64)
+        sampled /= 1000.0
         avg_between = sampled / np.maximum(n - 1, 1)
         if is_counter:
-            to_zero = sampled * (fv / result)
-            clip = (result > 0) & (fv >= 0) & (to_zero < to_start)
-            to_start = np.where(clip, to_zero, to_start)
+            to_zero = fv / result
+            to_zero *= sampled
+            clip = result > 0
+            clip &= fv >= 0
+            clip &= to_zero < to_start
+            np.copyto(to_start, to_zero, where=clip)
+            del to_zero, clip
         thresh = avg_between * 1.1
-        interval = sampled + np.where(to_start < thresh, to_start, avg_between / 2)
-        interval = interval + np.where(to_end < thresh, to_end, avg_between / 2)
-        factor = interval / sampled  # one scale factor, as Prometheus 2.42 (bit-identical results)
+        half = avg_between
+        half /= 2
+        # interval = sampled + (to_start if to_start < thresh else half) + (to_end if ... else half)
+        interval = np.where(to_start < thresh, to_start, half)
+        interval += sampled
+        np.copyto(to_end, half, where=~(to_end < thresh))
+        interval += to_end
+        interval /= sampled  # one scale factor, as Prometheus 2.42 (bit-identical results)
         if is_rate:
-            factor = factor / (range_ms / 1000.0)
-        return np.asarray(result * factor)
+            interval /= range_ms / 1000.0
+        interval *= result
+        return interval
 
 
 def _instant_value(rv: RangeVector, is_rate: bool) -> Vector:

@@ -128,9 +128,46 @@ class Packed:
     _key: np.ndarray | None = None  # sid * span + (t - t0), built once for all searches
     _t0: int = 0
     _span: int = 0
+    _groups: tuple[np.ndarray, np.ndarray] | None = None  # time_groups(), once _grouped
+    _grouped: bool = False
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def time_groups(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Runs of neighbouring series with the very same timestamps (the series of one scrape: a
+        target's metrics all carry the scrape's time), whose windows lie at the same positions:
+        ``(reps, of)``, the first series of each run and, per series, its run's index in ``reps``.
+        None when no series has the times of the one before it."""
+        if not self._grouped:
+            self._groups, self._grouped = self._find_groups(), True
+        return self._groups
+
+    def _find_groups(self) -> tuple[np.ndarray, np.ndarray] | None:
+        n = len(self.labels)
+        if n < 2:
+            return None
+        off, t = self.off, self.t
+        lens = np.diff(off)
+        cand = np.flatnonzero((lens[1:] == lens[:-1]) & (lens[1:] > 0)) + 1
+        if len(cand):  # first and last times equal, then all of them
+            same_ends = (t[off[cand]] == t[off[cand - 1]]) & (t[off[cand + 1] - 1] == t[off[cand] - 1])
+            cand = cand[same_ends]
+        same = np.zeros(n, dtype=bool)
+        if len(cand) == n - 1:  # all series equally long: compare rows of a (series, samples) view
+            rows = t.reshape(n, -1)
+            for a in range(1, n, 64):
+                b = min(n, a + 64)
+                same[a:b] = (rows[a:b] == rows[a - 1 : b - 1]).all(axis=1)
+        else:
+            starts = off.tolist()
+            for i in cand.tolist():
+                a, b = starts[i], starts[i + 1]
+                same[i] = np.array_equal(t[a:b], t[2 * a - b : a])  # the series before ends at a
+        if not same.any():
+            return None
+        first = ~same
+        return np.flatnonzero(first), np.cumsum(first) - 1
 
     def sid(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.labels), dtype=np.int64), np.diff(self.off))
@@ -148,9 +185,18 @@ class Packed:
             # there are very many series, or when the series are short (building the key costs a
             # few ns a sample, a search call a few us: top-10 of 1,000 GPUs over 1 h, 361k samples,
             # searched in 0.5 ms instead of 7.7 ms)
-            out = np.empty((n, len(bounds)), dtype=np.int64)
             off = self.off.tolist()
             t = self.t
+            groups = self.time_groups() if n > 1 else None
+            if groups is not None:  # one search per run of series with the same times
+                reps, of = groups
+                sub = np.empty((len(reps), len(bounds)), dtype=np.int64)
+                for j, i in enumerate(reps.tolist()):
+                    sub[j] = np.searchsorted(t[off[i] : off[i + 1]], bounds, side=side)  # type: ignore[call-overload]
+                out = sub[of]
+                out += self.off[:-1, None]
+                return out
+            out = np.empty((n, len(bounds)), dtype=np.int64)
             for i in range(n):
                 a = off[i]
                 out[i] = np.searchsorted(t[a : off[i + 1]], bounds, side=side)  # type: ignore[call-overload]
@@ -212,7 +258,14 @@ class RangeVector:
         lo = np.empty_like(hi)
         lo[:, :k] = self.data.search(end[:k] - self.range_ms, "left")
         prev = hi[:, :-k]
-        first = self.data.off[:-1, None]
-        on_edge = (prev > first) & (self.data.t[np.maximum(prev - 1, 0)] == end[None, :-k])
+        groups = self.data.time_groups() if self.data._key is None else None
+        if groups is not None:  # a run of series with the same times has the same edges
+            reps, of = groups
+            rp = hi[reps, :-k]
+            first = self.data.off[reps, None]
+            on_edge = ((rp > first) & (self.data.t.take(rp - 1, mode="clip") == end[None, :-k]))[of]
+        else:
+            first = self.data.off[:-1, None]
+            on_edge = (prev > first) & (self.data.t.take(prev - 1, mode="clip") == end[None, :-k])
         np.subtract(prev, on_edge, out=lo[:, k:])
         return lo

@@ -1,0 +1,82 @@
+"""Window search over packed series (promql/values.py): runs of series with the same timestamps (one
+scrape's series) are searched once; every window must be what a search of each series gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sightglass.promql.values import Packed, RangeVector
+
+T0 = 1_700_000_000_000
+
+
+def _packed(series: list[np.ndarray]) -> Packed:
+    off = np.concatenate([[0], np.cumsum([len(s) for s in series])]).astype(np.int64)
+    t = np.concatenate(series).astype(np.int64) if series else np.empty(0, np.int64)
+    return Packed([{"i": str(i)} for i in range(len(series))], off, t, np.arange(len(t), dtype=float))
+
+
+def _naive(p: Packed, end: np.ndarray, range_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.empty((len(p), len(end)), dtype=np.int64)
+    hi = np.empty_like(lo)
+    for i in range(len(p)):
+        a, b = int(p.off[i]), int(p.off[i + 1])
+        lo[i] = a + np.searchsorted(p.t[a:b], end - range_ms, side="left")
+        hi[i] = a + np.searchsorted(p.t[a:b], end, side="right")
+    return lo, hi
+
+
+def _fleet(rng: np.random.Generator) -> list[np.ndarray]:
+    """Targets of a few series each, scraped together (same times), with jitter between targets,
+    gaps, a restarted target, empty and one-sample series, and neighbours equal only at their ends."""
+    out: list[np.ndarray] = []
+    grid = T0 + np.arange(0, 3 * 3_600_000, 10_000)
+    for target in range(12):
+        times = grid + int(rng.integers(0, 9_000))
+        if target % 4 == 1:
+            times = np.delete(times, rng.choice(len(times), 40, replace=False))  # missed scrapes
+        for _ in range(int(rng.integers(1, 5))):
+            out.append(times)
+        if target % 5 == 2:
+            odd = times.copy()
+            odd[len(odd) // 3 : len(odd) // 2] += 4_000  # same length, first and last time
+            out.append(odd)
+        if target % 6 == 3:
+            out.append(np.empty(0, np.int64))
+            out.append(times[:1])
+            out.append(times[:1])
+    return out
+
+
+@pytest.mark.parametrize("step, range_ms", [(60_000, 60_000), (60_000, 300_000), (300_000, 300_000), (37_000, 60_000)])
+def test_windows_equal_a_search_per_series(step: int, range_ms: int) -> None:
+    rng = np.random.default_rng(step + range_ms)
+    p = _packed(_fleet(rng))
+    groups = p.time_groups()
+    assert groups is not None and len(groups[0]) < len(p)  # the runs are found
+    end = np.arange(T0 - 600_000, T0 + 3 * 3_600_000 + 600_000, step, dtype=np.int64)
+    lo, hi = RangeVector(p, range_ms, end, end).windows()
+    want_lo, want_hi = _naive(p, end, range_ms)
+    np.testing.assert_array_equal(hi, want_hi)
+    np.testing.assert_array_equal(lo, want_lo)
+
+
+def test_equal_length_series_differing_inside_are_not_grouped() -> None:
+    a = T0 + np.arange(0, 600_000, 10_000)
+    b = a.copy()
+    b[7] += 3
+    p = _packed([a, b, b, a])
+    reps, of = p.time_groups() or (None, None)
+    assert reps is not None and reps.tolist() == [0, 1, 3] and of.tolist() == [0, 1, 1, 2]
+    end = T0 + np.arange(0, 700_000, 15_000)
+    lo, hi = RangeVector(p, 30_000, end, end).windows()
+    want_lo, want_hi = _naive(p, end, 30_000)
+    np.testing.assert_array_equal(lo, want_lo)
+    np.testing.assert_array_equal(hi, want_hi)
+
+
+def test_no_runs() -> None:
+    assert _packed([T0 + np.arange(5), T0 + np.arange(6)]).time_groups() is None
+    assert _packed([T0 + np.arange(5)]).time_groups() is None
+    assert _packed([]).time_groups() is None
