@@ -11,8 +11,9 @@ import pytest
 
 from sightglass.api.envelope import success, success_json
 from sightglass.model import SampleBatchBuilder, SeriesKey
+from sightglass.promql import result as result_mod
 from sightglass.promql.engine import Engine
-from sightglass.promql.result import InstantSample, QueryResult, RangeSeries
+from sightglass.promql.result import InstantSample, QueryResult, RangeSeries, format_value, format_values
 from sightglass.store.duckdb import DuckDBStore
 
 T0 = 1_700_000_000_000
@@ -21,6 +22,16 @@ ODD = np.array(
     [0.0, -0.0, 1.0, -1.0, 0.1, 1e-4, 1e-5, -2.5e-7, 123.456, 1e15, 1e16, 1.5e16, 9.999999999999998e15,
      2.0**60, 1e300, 5e-324, math.nan, math.inf, -math.inf, 1 / 3, 97.0, 61.2]
 )  # fmt: skip
+
+
+@pytest.fixture(params=["repr", "orjson"], autouse=True)
+def float_writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the plain ``repr`` writer and, where installed, with orjson's."""
+    if request.param == "repr":
+        monkeypatch.setattr(result_mod, "_orjson", None)
+    else:
+        monkeypatch.setattr(result_mod, "_orjson", pytest.importorskip("orjson"))
+    return str(request.param)
 
 
 def _old(res: QueryResult) -> str:
@@ -122,3 +133,29 @@ def test_engine_results_encode_the_same(store: DuckDBStore) -> None:
         assert res.to_json() == _old(res), q
     res = eng.instant("c_total[2m]", T0 + 100 * 15_000)
     assert res.result_type == "matrix" and res.to_json() == _old(res)
+
+
+def _doubles(n: int, seed: int) -> np.ndarray:
+    """Random bit patterns (every exponent), short decimals, integers and each decade's values."""
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64).view(np.float64)
+    dec = np.round(rng.uniform(-1e6, 1e6, n // 4) * 10.0 ** (k := rng.integers(0, 8, n // 4))) / 10.0**k
+    ints = rng.integers(-(10**15), 10**15, n // 8).astype(float)
+    decades = rng.uniform(1, 10, n // 4) * 10.0 ** rng.integers(-6, 18, n // 4)
+    edges = np.nextafter(np.repeat([1e-4, 1e16, 1.0, 0.1, 2.0**53], 2), np.tile([0.0, np.inf], 5))
+    return np.concatenate([bits, dec, ints, decades, ODD, -ODD, edges])
+
+
+def test_format_values_matches_format_value(float_writer: str) -> None:
+    v = _doubles(200_000, 11)
+    assert format_values(v) == [format_value(x) for x in v.tolist()]
+
+
+def test_orjson_writes_repr_digits_in_the_plain_range() -> None:
+    # the claim _shortest rests on: within [1e-4, 1e16) orjson's text is repr's, for millions of doubles
+    orjson = pytest.importorskip("orjson")
+    for seed in range(4):
+        v = _doubles(1_000_000, seed)
+        v = v[np.isfinite(v) & (np.abs(v) >= 1e-4) & (np.abs(v) < 1e16)]
+        text = orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
+        assert text == list(map(repr, v.tolist()))
