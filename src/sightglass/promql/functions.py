@@ -199,14 +199,22 @@ def _out(rv: RangeVector, values: np.ndarray, mask: np.ndarray, keep_name: bool 
 
 
 def _first_last(rv: RangeVector, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
-    """First and last value and time of each window (clipped into the data where a window is empty)."""
+    """First and last value and time of each window ``[lo, hi)`` of ``rv.windows()``. Where a window
+    is empty the entries are some sample's (the indices clipped into the data): callers mask them."""
     if not len(rv.data.v):
         z = np.zeros(lo.shape)
         return z, z, lo * 0, lo * 0
     li = hi - 1
     v, t = rv.data.v, rv.data.t
     # take(mode="clip") clips the indices as it gathers, without a clipped copy of them
-    return v.take(lo, mode="clip"), v.take(li, mode="clip"), t.take(lo, mode="clip"), t.take(li, mode="clip")
+    fv, lv = v.take(lo, mode="clip"), v.take(li, mode="clip")
+    groups = rv.data._groups if rv.data._grouped else None
+    if groups is None:
+        return fv, lv, t.take(lo, mode="clip"), t.take(li, mode="clip")
+    # series with the very same times have their windows at the same places, so the same first
+    # and last times (in every non-empty window): gather them for one series of each group
+    reps, of = groups
+    return fv, lv, t.take(lo[reps], mode="clip")[of], t.take(li[reps], mode="clip")[of]
 
 
 def _extrapolated(rv: RangeVector, is_counter: bool, is_rate: bool) -> Vector:

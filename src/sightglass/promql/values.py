@@ -135,39 +135,47 @@ class Packed:
         return len(self.labels)
 
     def time_groups(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Runs of neighbouring series with the very same timestamps (the series of one scrape: a
-        target's metrics all carry the scrape's time), whose windows lie at the same positions:
-        ``(reps, of)``, the first series of each run and, per series, its run's index in ``reps``.
-        None when no series has the times of the one before it."""
+        """Series with the very same timestamps (the series of one scrape: a target's metrics all
+        carry the scrape's time), whose windows lie at the same positions: ``(reps, of)``, one
+        series of each such group and, per series, its group's index in ``reps``. None when no two
+        series share their times."""
         if not self._grouped:
             self._groups, self._grouped = self._find_groups(), True
         return self._groups
 
     def _find_groups(self) -> tuple[np.ndarray, np.ndarray] | None:
         n = len(self.labels)
-        if n < 2:
+        if n < 2 or not len(self.t):
             return None
         off, t = self.off, self.t
         lens = np.diff(off)
-        cand = np.flatnonzero((lens[1:] == lens[:-1]) & (lens[1:] > 0)) + 1
-        if len(cand):  # first and last times equal, then all of them
-            same_ends = (t[off[cand]] == t[off[cand - 1]]) & (t[off[cand + 1] - 1] == t[off[cand] - 1])
-            cand = cand[same_ends]
+        # candidates: series with the same length and first, middle and last time ...
+        finger = np.stack(
+            [lens, t.take(off[:-1], mode="clip"), t.take(off[:-1] + lens // 2, mode="clip"), t.take(off[1:] - 1, mode="clip")],
+            axis=1,
+        )
+        finger[lens == 0, 1:] = 0
+        _, first, inverse = np.unique(finger, axis=0, return_index=True, return_inverse=True)
+        rep_of = first[inverse.ravel()]
+        if len(first) == n:
+            return None
+        # ... then all their times compared with their candidate group's first series
+        cand = np.flatnonzero(rep_of != np.arange(n))
         same = np.zeros(n, dtype=bool)
-        if len(cand) == n - 1:  # all series equally long: compare rows of a (series, samples) view
+        if bool((lens == lens[0]).all()):  # equally long series: rows of a (series, samples) view
             rows = t.reshape(n, -1)
-            for a in range(1, n, 64):
-                b = min(n, a + 64)
-                same[a:b] = (rows[a:b] == rows[a - 1 : b - 1]).all(axis=1)
+            for a in range(0, len(cand), 64):
+                c = cand[a : a + 64]
+                same[c] = (rows[c] == rows[rep_of[c]]).all(axis=1)
         else:
             starts = off.tolist()
-            for i in cand.tolist():
-                a, b = starts[i], starts[i + 1]
-                same[i] = np.array_equal(t[a:b], t[2 * a - b : a])  # the series before ends at a
+            for i, r in zip(cand.tolist(), rep_of[cand].tolist(), strict=True):
+                same[i] = np.array_equal(t[starts[i] : starts[i + 1]], t[starts[r] : starts[r + 1]])
         if not same.any():
             return None
-        first = ~same
-        return np.flatnonzero(first), np.cumsum(first) - 1
+        rep_of = np.where(same, rep_of, np.arange(n))
+        reps = np.flatnonzero(rep_of == np.arange(n))
+        return reps, np.searchsorted(reps, rep_of)
 
     def sid(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.labels), dtype=np.int64), np.diff(self.off))
@@ -188,7 +196,7 @@ class Packed:
             off = self.off.tolist()
             t = self.t
             groups = self.time_groups() if n > 1 else None
-            if groups is not None:  # one search per run of series with the same times
+            if groups is not None:  # one search per group of series with the same times
                 reps, of = groups
                 sub = np.empty((len(reps), len(bounds)), dtype=np.int64)
                 for j, i in enumerate(reps.tolist()):
@@ -259,7 +267,7 @@ class RangeVector:
         lo[:, :k] = self.data.search(end[:k] - self.range_ms, "left")
         prev = hi[:, :-k]
         groups = self.data.time_groups() if self.data._key is None else None
-        if groups is not None:  # a run of series with the same times has the same edges
+        if groups is not None:  # a group of series with the same times has the same edges
             reps, of = groups
             rp = hi[reps, :-k]
             first = self.data.off[reps, None]
