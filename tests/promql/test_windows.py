@@ -132,3 +132,30 @@ def test_answers_with_and_without_groups_are_identical(store: object, monkeypatc
     assert max(found) == 18
     monkeypatch.setattr(Packed, "_find_groups", lambda self: None)
     assert answers() == with_groups
+
+
+def test_label_order_memo_follows_the_index() -> None:
+    """ordered_ids keeps a selector's label order while the index's generation stands."""
+    from sightglass.model import Matcher, SeriesKey
+    from sightglass.promql.reader import ordered_ids
+    from sightglass.store.index import SeriesIndex
+
+    class _Store:
+        def __init__(self) -> None:
+            self.index = SeriesIndex()
+
+        def select_ids(self, matchers: list[Matcher]) -> np.ndarray:
+            return self.index.select(matchers)
+
+    st = _Store()
+    for sid, node in enumerate(["c", "a", "b"]):
+        st.index.add(sid, SeriesKey.of("m", {"node": node}))
+    sel = [Matcher("__name__", "=", "m")]
+    _, known, lut = ordered_ids(st, sel)
+    assert known == [1, 2, 0] and lut.tolist() == [2, 0, 1]
+    again = ordered_ids(st, sel)
+    assert again[1] is known  # from the memo
+    st.index.remove([1])
+    st.index.add(1, SeriesKey.of("m", {"node": "z"}))  # id 1 now names another series
+    _, known, lut = ordered_ids(st, sel)
+    assert known == [2, 0, 1] and lut.tolist() == [1, 2, 0]

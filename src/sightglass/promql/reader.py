@@ -9,6 +9,9 @@ so that sums over them add in the same order. Stores without ``read_arrays`` fal
 from __future__ import annotations
 
 import bisect
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,17 +47,44 @@ def read_packed(
     return labels, off, ts, vals, stale
 
 
+ORDER_MEMO_ENTRIES = 64  # selectors whose label order is kept per index (a dashboard's panels)
+_order_memo: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[int, bytes], tuple[list[int], np.ndarray]]]
+_order_memo = weakref.WeakKeyDictionary()
+_memo_lock = threading.Lock()
+
+
 def ordered_ids(store: Any, matchers: Sequence[Matcher]) -> tuple[np.ndarray, list[int], np.ndarray]:
     """The matching ids; the known ones in label order, as Prometheus' storage returns series (so
-    aggregations add in its order); and a lookup table from id to that rank (-1: not known)."""
+    aggregations add in its order); and a lookup table from id to that rank (-1: not known).
+
+    The order of a set of ids is kept per index while its ``generation`` stands (no id has changed
+    its key), so a dashboard's refresh does not sort the same series again. Callers must not
+    change what they get."""
     ids = store.select_ids(matchers)
     if ids.size == 0:
         return ids, [], np.empty(0, np.int64)
-    keys = store.index.keys
+    index = store.index
+    gen = getattr(index, "generation", None)
+    memo_key = (gen, np.ascontiguousarray(ids, dtype=np.int64).tobytes()) if gen is not None else None
+    if memo_key is not None:
+        with _memo_lock:
+            memo = _order_memo.get(index)
+            hit = memo.get(memo_key) if memo is not None else None
+            if hit is not None:
+                memo.move_to_end(memo_key)  # type: ignore[union-attr]
+                return ids, hit[0], hit[1]
+    keys = index.keys
     known = [i for i in ids.tolist() if i in keys]
     known.sort(key=lambda i: sort_key(keys[i]))
     lut = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
     lut[np.array(known, dtype=np.int64)] = np.arange(len(known), dtype=np.int64)
+    if memo_key is not None:
+        lut.flags.writeable = False
+        with _memo_lock:
+            memo = _order_memo.setdefault(index, OrderedDict())
+            memo[memo_key] = (known, lut)
+            while len(memo) > ORDER_MEMO_ENTRIES:
+                memo.popitem(last=False)
     return ids, known, lut
 
 
