@@ -159,3 +159,22 @@ def test_label_order_memo_follows_the_index() -> None:
     st.index.add(1, SeriesKey.of("m", {"node": "z"}))  # id 1 now names another series
     _, known, lut = ordered_ids(st, sel)
     assert known == [2, 0, 1] and lut.tolist() == [1, 2, 0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equally_long_series_of_interleaved_groups(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    base = T0 + np.arange(0, 1_200_000, 10_000)
+    patterns = [base, base + 3_000, base.copy()]
+    patterns[2][40:60] += 5_000  # same ends and middle as base, other times inside
+    pick = rng.integers(0, 3, 150)
+    p = _packed([patterns[k] for k in pick])
+    reps, of = p.time_groups() or (None, None)
+    assert reps is not None and of is not None
+    for i in range(len(p)):  # grouped only with series of the very same times
+        assert pick[reps[of[i]]] == pick[i]
+    end = T0 + np.arange(0, 1_300_000, 20_000)
+    lo, hi = RangeVector(p, 60_000, end, end).windows()
+    want_lo, want_hi = _naive(p, end, 60_000)
+    np.testing.assert_array_equal(lo, want_lo)
+    np.testing.assert_array_equal(hi, want_hi)

@@ -168,7 +168,11 @@ class Packed:
             rows = t.reshape(n, -1)
             for a in range(0, len(cand), 64):
                 c = cand[a : a + 64]
-                same[c] = (rows[c] == rows[rep_of[c]]).all(axis=1)
+                r = rep_of[c]
+                # a run of candidates of one group (the common case) compares views, not copies
+                mine = rows[c[0] : c[-1] + 1] if int(c[-1] - c[0]) == len(c) - 1 else rows[c]
+                theirs = rows[r[0]] if bool((r == r[0]).all()) else rows[r]
+                same[c] = (mine == theirs).all(axis=1)
         else:
             starts = off.tolist()
             for i, r in zip(cand.tolist(), rep_of[cand].tolist(), strict=True):
