@@ -284,6 +284,10 @@ def _running(op: str, v: np.ndarray, m: np.ndarray, starts: np.ndarray) -> np.nd
     """
     sizes = np.diff(np.r_[starts, len(v)])
     groups, steps = len(starts), v.shape[1]
+    if op in ("sum", "avg") and len(v) and bool(m.all()):
+        fast = _running_dense(op, v, starts, sizes)
+        if fast is not None:
+            return fast
     count = np.zeros((groups, steps))
     mean = np.zeros((groups, steps))
     acc = np.zeros((groups, steps))
@@ -308,6 +312,28 @@ def _running(op: str, v: np.ndarray, m: np.ndarray, starts: np.ndarray) -> np.nd
         return mean
     var = acc / count
     return np.sqrt(var) if op == "stddev" else var
+
+
+def _running_dense(op: str, v: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray | None:
+    """:func:`_running`'s sum or avg when every member has a value at every step: the same
+    operations in the same order (a group starts as its first member; then ``mean + x``, or
+    ``mean + (x / n - mean / n)``) without the masks. None for an avg that is not finite somewhere
+    (an infinity has special cases that only the general loop has)."""
+    acc = v[starts]  # a copy (fancy index): each group starts as its first member, as is
+    for p in range(1, int(sizes.max())):
+        if bool((sizes > p).all()):
+            x = v[starts + p]
+            if op == "sum":
+                acc += x
+            else:
+                acc += x / float(p + 1) - acc / float(p + 1)
+            continue
+        gs = np.flatnonzero(sizes > p)
+        x, mu = v[starts[gs] + p], acc[gs]
+        acc[gs] = mu + x if op == "sum" else mu + (x / float(p + 1) - mu / float(p + 1))
+    if op == "avg" and not bool(np.isfinite(acc).all()):
+        return None
+    return acc
 
 
 def _group_quantile(q: np.ndarray, v: np.ndarray, m: np.ndarray, starts: np.ndarray) -> np.ndarray:
