@@ -73,13 +73,14 @@ def _is_counter(metric: str, types: dict[str, MetricType]) -> bool:
     return metric.endswith("_total") or metric.endswith("_sum") or metric.endswith("_count")
 
 
+def is_signal_metric(metric: str) -> bool:
+    """A metric worth a baseline (not info/label series, not histogram buckets, not constants)."""
+    return metric not in SKIP_METRICS and not metric.endswith(SKIP_SUFFIXES)
+
+
 def select_series(keys: dict[int, SeriesKey]) -> list[int]:
-    """Series worth a baseline (not info/label series, not histogram buckets, not constants)."""
-    return sorted(
-        sid
-        for sid, k in keys.items()
-        if k.metric not in SKIP_METRICS and not k.metric.endswith(SKIP_SUFFIXES)
-    )
+    """Series worth a baseline (``is_signal_metric``)."""
+    return sorted(sid for sid, k in keys.items() if is_signal_metric(k.metric))
 
 
 def load_signals(

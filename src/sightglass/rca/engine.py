@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from sightglass.analytics.signals import SignalFrame, select_series
+from sightglass.analytics.signals import SignalFrame, is_signal_metric
 from sightglass.model import Event, Matcher, SeriesKey
 from sightglass.promql.engine import Engine
 from sightglass.promql.result import QueryError
@@ -522,11 +522,10 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
             h = n[5:]
             if h not in hosts:
                 extra.add(h)
-    keys = store.index.keys
-    found: set[int] = set()
+    found: list[np.ndarray] = []
 
     def sel(*ms: Matcher) -> None:
-        found.update(np.asarray(store.select_ids(list(ms)), dtype=np.int64).tolist())
+        found.append(np.asarray(store.select_ids(list(ms)), dtype=np.int64))
 
     if hosts:
         alt = _alt(hosts)
@@ -550,13 +549,27 @@ def _series_ids(store: Any, topo: Topology, cands: dict[str, int], at: int) -> t
         alt = _alt(extra)
         sel(Matcher("instance", "=~", f"({alt}):9100"), Matcher("__name__", "=~", "node_infiniband_.*"))
         sel(Matcher("Hostname", "=~", f"({alt})"), Matcher("__name__", "=", "DCGM_FI_DEV_CLOCKS_EVENT_REASONS"))
-    worth: dict[str, bool] = {}  # per metric, not per series
-    sub = {}
-    for i in found:
-        k = keys.get(i)
-        if k is not None and (worth[k.metric] if k.metric in worth else worth.setdefault(k.metric, _worth_reading(k.metric))):
-            sub[i] = k
-    return select_series(sub), extra
+    ids = fetch.unique_ids(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+    # which to read, tested per metric (the index's metric code of each series), not per series
+    codes, metrics = store.index.label_codes("__name__", ids)
+    return ids[_worth_codes(metrics)[codes]].tolist(), extra
+
+
+_WORTH: dict[str, bool] = {}
+
+
+def _worth_codes(metrics: list[str]) -> np.ndarray:
+    """Per metric code of the store's index (0: none): whether its series are read
+    (``_worth_reading``, and a signal at all: ``select_series``)."""
+    out = np.zeros(len(metrics), dtype=bool)
+    for c, m in enumerate(metrics):
+        got = _WORTH.get(m)
+        if got is None:
+            if len(_WORTH) > 100_000:
+                _WORTH.clear()
+            got = _WORTH[m] = bool(m) and _worth_reading(m) and is_signal_metric(m)
+        out[c] = got
+    return out
 
 
 def _worth_reading(metric: str) -> bool:
@@ -673,38 +686,50 @@ class _Ctx:
         pos = {id(c): i for i, c in enumerate(self.col_cands)}
         col_cand = np.asarray([-1 if c is None else pos[id(c)] for c in of_target], dtype=np.int64)[tcode]
         self.col_cand, self.col_mcode, self.mcode_of = col_cand, mcode, {m: i for i, m in enumerate(mnames)}
-        for j in np.flatnonzero(worth & (col_cand >= 0)).tolist():
-            metric, owner = frame.metrics[j], ents[j]
-            c = self.col_cands[col_cand[j]]
-            if reasons[j]:
+        # the per-column tests as whole-array operations; the loop below only visits the columns
+        # that carry evidence, in column order (the order of their candidates' signals)
+        todo = worth & (col_cand >= 0)
+        absent = todo & gone & dcgm & ~reasons
+        aged = age & np.isfinite(bmax)
+        plain = todo & ~reasons & ~(gone & dcgm) & usable & ~aged & (sustained >= Z_ONSET) & (shift >= 2.0)
+        newly = st.newly & todo  # a throttle reason that _reasons takes (others are no-ops there)
+        visit = np.flatnonzero(absent | newly | plain | (todo & ~reasons & ~(gone & dcgm) & usable & aged))
+        onset_of = self._onsets(za, plain, ts_f)
+        with np.errstate(invalid="ignore"):
+            sign = np.where(np.isfinite(fmed), np.sign(fmed - med), 0.0)
+        fmed_l, med_l, scale_l, sus_l, sign_l = fmed.tolist(), med.tolist(), scale.tolist(), sustained.tolist(), sign.tolist()
+        absent_l, newly_l, plain_l, cand_l = absent.tolist(), newly.tolist(), plain.tolist(), col_cand.tolist()
+        cands_l, metrics, names = self.col_cands, frame.metrics, frame.names
+        stall, cpu = knowledge.STALL_METRICS, "node_cpu_seconds_total"
+        for j in visit.tolist():
+            metric, owner = metrics[j], ents[j]
+            c = cands_l[cand_l[j]]
+            if newly_l[j]:
                 self._reasons(c, j, vals[:, j], base, fault, ts)
                 continue
-            if gone[j] and dcgm[j]:
+            if absent_l[j]:
                 # hardware telemetry stopped while the rest of the factory still reports
-                self._signal(c, j, metric, float(med[j]), float(med[j]), float(scale[j]), Z_CAP, None, "absent", knowledge.ABSENT_WEIGHT)
+                self._signal(c, j, metric, med_l[j], med_l[j], scale_l[j], Z_CAP, None, "absent", knowledge.ABSENT_WEIGHT)
                 c.absent = True
                 continue
-            if not usable[j]:
-                continue
-            zs, onset_z = float(sustained[j]), za[:, j]
-            if age[j] and np.isfinite(bmax[j]):
+            if plain_l[j]:
+                zs, onset = sus_l[j], onset_of.get(j)
+            else:
                 # an age: anomalous once it passes the highest value it reached while healthy
                 over = np.nan_to_num((F[:, j] - bmax[j]) / max(0.1 * abs(float(bmax[j])), 1e-6), nan=0.0)
                 onset_z = np.maximum(over, 0.0) * Z_ONSET
                 zs = float(min(Z_CAP, max(0.0, float(np.nanmax(over)) if nF else 0.0) * Z_ONSET))
                 if zs < Z_ONSET:
                     continue
-            elif zs < Z_ONSET or shift[j] < 2.0:
-                continue
-            direction = float(np.sign(fmed[j] - med[j])) if np.isfinite(fmed[j]) else 0.0
+                on_idx = np.flatnonzero((onset_z[:-1] > Z_ONSET) & (onset_z[1:] > Z_ONSET)) if nF > 1 else np.zeros(0, int)
+                onset = int(ts_f[on_idx[0]]) if len(on_idx) else None
+            direction = sign_l[j]
             # role_of reads the labels only for node_cpu_seconds_total (its mode)
-            labels = _parse_name(frame.names[j])[1] if metric == "node_cpu_seconds_total" else None
+            labels = _parse_name(names[j])[1] if metric == cpu else None
             role, w = knowledge.role_of(metric, direction, labels) if labels is not None else _role_of(metric, direction)
-            if metric in knowledge.STALL_METRICS and med[j] > 0 and fmed[j] < 0.1 * med[j]:
+            if metric in stall and med_l[j] > 0 and fmed_l[j] < 0.1 * med_l[j]:
                 role, w = "cause", 0.8  # stopped, not slower
-            on_idx = np.flatnonzero((onset_z[:-1] > Z_ONSET) & (onset_z[1:] > Z_ONSET)) if nF > 1 else np.zeros(0, int)
-            onset = int(ts_f[on_idx[0]]) if len(on_idx) else None
-            self._signal(c, j, metric, float(fmed[j]), float(med[j]), float(scale[j]), zs, onset, role, w)
+            self._signal(c, j, metric, fmed_l[j], med_l[j], scale_l[j], zs, onset, role, w)
             if owner is not None and owner != c.id and role == "cause":
                 self.waits_on[owner].add(c.id)  # the port's switch is starved of credits by c
         # strongest first; one stable sort of the signals in the order they came (the order sorting
@@ -713,6 +738,19 @@ class _Ctx:
             c.signals.sort(key=lambda s: -s.z * _w(s))
         self._unsorted.clear()
         return st
+
+    @staticmethod
+    def _onsets(za: np.ndarray, cols: np.ndarray, ts_f: np.ndarray) -> dict[int, int]:
+        """column -> the time of the first of two fault rows in a row with |z| over ``Z_ONSET``,
+        for the columns ``cols`` (a mask) that have one."""
+        idx = np.flatnonzero(cols)
+        if len(za) < 2 or not len(idx):
+            return {}
+        sub = za[:, idx]
+        over = (sub[:-1] > Z_ONSET) & (sub[1:] > Z_ONSET)
+        has = over.any(axis=0)
+        first = over.argmax(axis=0)
+        return dict(zip(idx[has].tolist(), ts_f[first[has]].tolist(), strict=True))
 
     def cols_of(self, metric: str) -> dict[str, list[int]]:
         """candidate id -> its columns of ``metric`` (ascending), made when first asked."""
@@ -835,9 +873,14 @@ class _Ctx:
             alt = "|".join(re.escape(h) for h in sorted(h for h in hosts if h))
             info = store.select_ids([Matcher("instance", "=~", f"({alt})(:[0-9]+)?"), Matcher("__name__", "=~", ".*_info")])
             found.update(np.asarray(info, dtype=np.int64).tolist())
-        for sid in found:
+        # the series of those metrics, tested per metric code, in the set's order (the order the
+        # groups, and so their changes, are taken in)
+        order = np.fromiter(found, dtype=np.int64, count=len(found))
+        codes, metrics = store.index.label_codes("__name__", order)
+        want = np.fromiter((m.endswith("_info") or m == "DCGM_FI_DEV_GPU_TEMP" for m in metrics), dtype=bool, count=len(metrics))
+        for sid in order[want[codes]].tolist():
             k = keys.get(sid)
-            if k is None or not (k.metric.endswith("_info") or k.metric == "DCGM_FI_DEV_GPU_TEMP"):
+            if k is None:
                 continue
             if not any(lk in knowledge.CONFIG_LABELS for lk, _ in k.labels):
                 continue
@@ -1223,6 +1266,7 @@ class _Stats:
     gone: np.ndarray
     worth: np.ndarray  # the columns that can carry evidence
     reasons: np.ndarray
+    newly: np.ndarray  # throttle-reason columns with a reason newly set (_newly_set)
     dcgm: np.ndarray
     age: np.ndarray
     metrics: frozenset[str]
@@ -1279,7 +1323,7 @@ def column_stats(
     key = mcode * max(len(enames), 1) + ecode  # (metric, entity)
     # flat-in-history (MAD 0) signals borrow the spread their metric shows across series
     good = base_cov > 0.5
-    for m in np.unique(mcode[good & (mad == 0)]).tolist():
+    for m in fetch.unique_ids(mcode[good & (mad == 0)]).tolist():
         idx = np.flatnonzero((mcode == m) & good)
         zero = idx[mad[idx] == 0]
         spread = float(np.median(mad[idx]))
@@ -1323,10 +1367,10 @@ def column_stats(
     dcgm = np.asarray([m.startswith("DCGM_") for m in mnames], dtype=bool)[mcode] if n_cols else np.zeros(0, dtype=bool)
     age = np.asarray([m in knowledge.AGE_METRICS for m in mnames], dtype=bool)[mcode] if n_cols else np.zeros(0, dtype=bool)
     reasons = np.asarray([m == "DCGM_FI_DEV_CLOCKS_EVENT_REASONS" for m in mnames], dtype=bool)[mcode] if n_cols else np.zeros(0, dtype=bool)
-    worth = (gone & dcgm) | (usable & (age | ((sustained >= Z_ONSET) & (shift >= 2.0))))
-    worth |= _newly_set(vals, reasons, base, fault)
+    newly = _newly_set(vals, reasons, base, fault)
+    worth = (gone & dcgm) | (usable & (age | ((sustained >= Z_ONSET) & (shift >= 2.0)))) | newly
     return _Stats(
-        have, vals, base, fault, F, za, med, scale, sustained, fmed, bmax, shift, usable, gone, worth, reasons, dcgm, age,
+        have, vals, base, fault, F, za, med, scale, sustained, fmed, bmax, shift, usable, gone, worth, reasons, newly, dcgm, age,
         frozenset(mnames), frozenset(zip(frame.metrics, frame.entities, strict=True)),
     )
 
@@ -1350,7 +1394,7 @@ def extend_stats(st: _Stats, more: SignalFrame, start: int, at: int, t_on: int) 
         have, cat(st.vals, s2.vals), st.base, st.fault, cat(st.F, s2.F), cat(st.za, s2.za), cat(st.med, s2.med),
         cat(st.scale, s2.scale), cat(st.sustained, s2.sustained), cat(st.fmed, s2.fmed), cat(st.bmax, s2.bmax),
         cat(st.shift, s2.shift), cat(st.usable, s2.usable), cat(st.gone, s2.gone), cat(st.worth, s2.worth),
-        cat(st.reasons, s2.reasons), cat(st.dcgm, s2.dcgm), cat(st.age, s2.age), st.metrics | s2.metrics, st.keys | s2.keys,
+        cat(st.reasons, s2.reasons), cat(st.newly, s2.newly), cat(st.dcgm, s2.dcgm), cat(st.age, s2.age), st.metrics | s2.metrics, st.keys | s2.keys,
     )
 
 

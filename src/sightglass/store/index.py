@@ -117,6 +117,19 @@ class SeriesIndex:
                 return np.empty(0, dtype=np.int64)
         return np.flatnonzero(mask).astype(np.int64)
 
+    def label_codes(self, name: str, sids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The code of label ``name``'s value for each of ``sids`` (0: absent or empty) and the values
+        by code, so that a caller tests each distinct value once instead of each series' key. The
+        list is the index's own (append-only): callers do not change it."""
+        col = self._cols.get(name)
+        if col is None:
+            return np.zeros(len(sids), dtype=np.int32), [""]
+        codes = col.codes
+        sids = np.asarray(sids, dtype=np.int64)
+        if len(sids) and (sids.min() < 0 or sids.max() >= len(codes)):
+            raise IndexError("series id out of range")
+        return codes[sids], col.values
+
     def label_names(self, sids: np.ndarray | None = None) -> list[str]:
         names = []
         for name, col in self._cols.items():
