@@ -866,7 +866,7 @@ class _Ctx:
         groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = defaultdict(list)
         found: set[int] = set(ids)
         # info series (skipped as signals) carry most of the configuration
-        hosts = {e.labels.get("Hostname") for e in (self.topo.entity(i) for i in self.c) if e and e.kind == "node"}
+        hosts = {e.labels.get("Hostname") for c in self.c.values() if c.kind == "node" and (e := self.topo.entity(c.id))}
         hosts.discard(None)
         hosts.discard("")
         if hosts:  # one selection for every host (not one per host)
@@ -939,6 +939,8 @@ class _Ctx:
 
     # -------------------------------------------------------------- peers and common causes
     def _own(self, c: _Cand, *, cause_only: bool = False) -> float:
+        if not c.signals:
+            return 0  # the empty sum below (most of a large job's GPUs show nothing)
         sig = [s for s in c.signals if not cause_only or s.role != "effect"]
         if c.kind in OBSERVED_KINDS:
             # a shared entity seen by many clients (storage: every node's mount; a service: every
@@ -1276,7 +1278,8 @@ class _Stats:
 def _as_rates(frame: SignalFrame) -> np.ndarray:
     """The frame's values; DCGM counters without _total are raw totals: their per-second rate."""
     vals = frame.values.astype(np.float64, copy=True)
-    cl = np.fromiter((m in knowledge.COUNTER_LIKE for m in frame.metrics), dtype=bool, count=len(frame.metrics))
+    mcode, mnames = _codes(frame.metrics)
+    cl = np.asarray([m in knowledge.COUNTER_LIKE for m in mnames], dtype=bool)[mcode] if mnames else np.zeros(0, dtype=bool)
     if cl.any():
         sub = vals[:, cl]
         d = np.full(sub.shape, np.nan)
@@ -1288,9 +1291,10 @@ def _as_rates(frame: SignalFrame) -> np.ndarray:
 
 def _codes(items: Iterable[Any]) -> tuple[np.ndarray, list[Any]]:
     """An integer code per item (equal items, equal codes) and the distinct items by code."""
-    code: dict[Any, int] = {}
-    out = np.fromiter((code.setdefault(x, len(code)) for x in items), dtype=np.int64)
-    return out, list(code)
+    items = items if isinstance(items, list) else list(items)
+    distinct = list(dict.fromkeys(items))  # in order of first appearance
+    code = {x: i for i, x in enumerate(distinct)}
+    return np.fromiter(map(code.__getitem__, items), dtype=np.int64, count=len(items)), distinct
 
 
 def column_stats(

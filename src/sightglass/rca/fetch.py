@@ -44,8 +44,8 @@ def load_frame(
     t0 = start_ms - start_ms % step
     n_rows = int((end_ms - t0) // step) + 1
     grid = t0 + np.arange(n_rows, dtype=np.int64) * step
-    ids = np.asarray(sorted(int(i) for i in series_ids), dtype=np.int64)
-    ser, ts, vals, ser_keys = _read(store, ids, t0 - step, end_ms, cfg.max_series_per_read)
+    ids = np.sort(np.asarray(series_ids, dtype=np.int64))
+    ser, ts, vals, ser_keys, ser_ids = _read(store, ids, t0 - step, end_ms, cfg.max_series_per_read)
     n_ser = len(ser_keys)
     if n_ser == 0:
         return SignalFrame(grid, np.zeros((n_rows, 0)), [], [], [])
@@ -55,12 +55,18 @@ def load_frame(
     ok = (row >= 0) & (row < n_rows + 1)
     mat = np.full((n_ser, n_rows + 1), np.nan)
     mat[ser[ok], row[ok]] = vals[ok]  # a later sample on the same step wins, as in load_signals
-    is_counter: dict[str, bool] = {}  # per metric, not per series
-    counter = np.fromiter(
-        (is_counter[m] if (m := k.metric) in is_counter else is_counter.setdefault(m, _is_counter(m, types)) for k in ser_keys),
-        dtype=bool,
-        count=n_ser,
-    )
+    # per metric, not per series: by the index's metric code of each series where it has one
+    label_codes = getattr(getattr(store, "index", None), "label_codes", None) if ser_ids is not None else None
+    if label_codes is not None:
+        mcode, mnames = label_codes("__name__", ser_ids)
+        counter = np.asarray([bool(m) and _is_counter(m, types) for m in mnames], dtype=bool)[mcode]
+    else:
+        is_counter: dict[str, bool] = {}
+        counter = np.fromiter(
+            (is_counter[m] if (m := k.metric) in is_counter else is_counter.setdefault(m, _is_counter(m, types)) for k in ser_keys),
+            dtype=bool,
+            count=n_ser,
+        )
     if counter.any():
         c = mat[counter]
         d = np.full(c.shape, np.nan)
@@ -71,19 +77,23 @@ def load_frame(
     # columns: (metric, labels without drop_labels), in order of first appearance; summed when
     # several series (one per CPU) collapse into one
     drop = frozenset(cfg.drop_labels)
-    col_of: dict[SeriesKey, int] = {}
-    group = np.empty(n_ser, dtype=np.int64)
-    col_keys: list[SeriesKey] = []
-    column = _column_keys(drop)
-    for i, k in enumerate(ser_keys):
-        ck = column.get(k)
-        if ck is None:
-            ck = _column_key(k, drop, column)
-        j = col_of.get(ck)
-        if j is None:
-            j = col_of[ck] = len(col_keys)
-            col_keys.append(ck)
-        group[i] = j
+    if label_codes is not None and not any(label_codes(a, ser_ids)[0].any() for a in sorted(drop)):
+        # no series has a label to drop: each is its own column (the keys are distinct)
+        col_keys: list[SeriesKey] = list(ser_keys)
+    else:
+        col_of: dict[SeriesKey, int] = {}
+        group = np.empty(n_ser, dtype=np.int64)
+        col_keys = []
+        column = _column_keys(drop)
+        for i, k in enumerate(ser_keys):
+            ck = column.get(k)
+            if ck is None:
+                ck = _column_key(k, drop, column)
+            j = col_of.get(ck)
+            if j is None:
+                j = col_of[ck] = len(col_keys)
+                col_keys.append(ck)
+            group[i] = j
     n_cols = len(col_keys)
     if n_cols == n_ser:
         out = mat  # no series collapsed: columns are the series, in order
@@ -129,14 +139,14 @@ def load_frame(
 
 def _read(
     store: Any, ids: np.ndarray, lo: int, hi: int, chunk: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[SeriesKey]]:
-    """``(series position, ts, value, keys)``: the samples of ``ids`` (sorted) in ``[lo, hi]``,
-    by (series, time), the last write of a duplicate kept; positions index ``keys``, the series
-    that have samples, by id. Through the store's column read (``read_arrays``: no object per
-    series) where it has one, else ``read_ids``."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[SeriesKey], np.ndarray | None]:
+    """``(series position, ts, value, keys, series ids)``: the samples of ``ids`` (sorted) in
+    ``[lo, hi]``, by (series, time), the last write of a duplicate kept; positions index ``keys``,
+    the series that have samples, by id (their ids too, through ``read_arrays``). Through the
+    store's column read (``read_arrays``: no object per series) where it has one, else ``read_ids``."""
     keys = store.index.keys
     if ids.size == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), []
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), [], None
     if not hasattr(store, "read_arrays"):
         data = []
         for a in range(0, len(ids), chunk):
@@ -145,7 +155,7 @@ def _read(
         ser = np.repeat(np.arange(len(data), dtype=np.int64), lens)
         ts = np.concatenate([sd.ts_ms for sd in data]).astype(np.int64, copy=False) if data else np.empty(0, np.int64)
         vals = np.concatenate([sd.values for sd in data]).astype(np.float64, copy=False) if data else np.empty(0)
-        return ser, ts, vals, [sd.key for sd in data]
+        return ser, ts, vals, [sd.key for sd in data], None
     parts = [store.read_arrays(ids[a : a + chunk], lo, hi) for a in range(0, len(ids), chunk)]
     sid = np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False)
     ts = np.concatenate([p[1] for p in parts]).astype(np.int64, copy=False)
@@ -156,7 +166,7 @@ def _read(
         keep = known[ser]
         uniq, ser = _positions(sid[keep])
         ts, vals = ts[keep], vals[keep]
-    return ser.astype(np.int64, copy=False), ts, vals, [keys[int(i)] for i in uniq.tolist()]
+    return ser.astype(np.int64, copy=False), ts, vals, [keys[int(i)] for i in uniq.tolist()], uniq
 
 
 def _positions(sid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
