@@ -120,3 +120,46 @@ def test_throttle_reasons_newly_set_for_all_columns_at_once() -> None:
     assert got.tolist() == [False, True, False, False, False, True]
     # only the columns marked as throttle reasons are looked at
     assert not _newly_set(cols, np.zeros(6, dtype=bool), base, fault).any()
+
+
+def test_label_codes_name_each_series_metric(thermal: Scenario) -> None:
+    """The index's per-series value codes (what the neighbourhood read tests per metric)."""
+    index = thermal.store.index
+    ids = np.asarray(sorted(index.keys), dtype=np.int64)
+    codes, names = index.label_codes("__name__", ids)
+    assert [names[c] for c in codes.tolist()] == [index.keys[int(i)].metric for i in ids]
+    host, values = index.label_codes("Hostname", ids)
+    assert [values[c] if c else None for c in host.tolist()] == [index.keys[int(i)].label_dict().get("Hostname") for i in ids]
+    none, only = index.label_codes("no_such_label", ids[:5])
+    assert none.tolist() == [0] * 5 and only == [""]
+    assert index.label_codes("__name__", np.empty(0, dtype=np.int64))[0].size == 0
+    for bad in ([-1], [len(index.keys) + 10**9]):  # hostile ids: out of range, not wrapped around
+        with pytest.raises(IndexError):
+            index.label_codes("__name__", np.asarray(bad, dtype=np.int64))
+
+
+def test_positions_and_unique_ids_are_numpys() -> None:
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 7, 1000):
+        a = rng.integers(0, 40, n)
+        want_u, want_inv = np.unique(a, return_inverse=True)
+        for arr in (np.sort(a), a):  # ascending (the store's order) and shuffled
+            want_u, want_inv = np.unique(arr, return_inverse=True)
+            got_u, got_inv = fetch._positions(arr)
+            assert got_u.tolist() == want_u.tolist() and got_inv.tolist() == want_inv.reshape(-1).tolist()
+        assert fetch.unique_ids(a).tolist() == np.unique(a).tolist()
+
+
+def test_load_frame_without_labels_to_drop_matches_the_analytics_reader(thermal: Scenario) -> None:
+    """No per-CPU series: each series is its own column (the fast path), as analytics' reader has it."""
+    store = thermal.store
+    keys = store.index.keys
+    ids = [i for i in select_series(dict(keys)) if "cpu" not in keys[i].label_dict()]
+    start = thermal.at_ms - DEFAULT_WINDOW_MS
+    want = load_signals(store, start, thermal.at_ms, builder=thermal.builder, series_ids=ids)
+    got = fetch.load_frame(store, start, thermal.at_ms, ids, builder=thermal.builder)
+    assert got.names == want.names and got.metrics == want.metrics and got.entities == want.entities
+    assert got.values.shape == want.values.shape and got.values.shape[1] > 500
+    assert np.array_equal(np.isnan(got.values), np.isnan(want.values))
+    ok = ~np.isnan(want.values)
+    np.testing.assert_allclose(got.values[ok], want.values[ok], rtol=1e-12, atol=1e-12)

@@ -182,3 +182,102 @@ def test_a_resumed_walk_gives_each_cause_the_path_a_fresh_walk_does(thermal: Sce
         fresh = [ctx()._path(i, res.symptom_entities) for i in order]
         assert got == fresh
     assert sum(1 for p in got if p) > 5  # most candidates have a path to the symptom
+
+
+class _PerColumn(engine._Ctx):
+    """``score_columns`` as it was before session 18: every column that can carry evidence tested one
+    at a time (the reference the whole-array version must equal)."""
+
+    def score_columns(self, frame: SignalFrame, stats: Any = None) -> Any:
+        """Score every column of ``frame`` on its candidate; ``stats``: its column statistics, when
+        already computed (the cause-first read's second pass reuses the first read's)."""
+        self.frame = frame
+        st = stats if stats is not None else engine.column_stats(frame, self.start, self.at, self.t_on)
+        ts, vals = frame.ts_ms, st.vals
+        base, fault, F, za = st.base, st.fault, st.F, st.za
+        med, scale, sustained, fmed, bmax, shift = st.med, st.scale, st.sustained, st.fmed, st.bmax, st.shift
+        usable, gone, worth, reasons, dcgm, age = st.usable, st.gone, st.worth, st.reasons, st.dcgm, st.age
+        nF = len(F)
+        self.col_value, self.col_z = fmed, sustained
+        ts_f = ts[fault]
+        # every column joins the candidate of its entity (a credit wait: the switch withholding
+        # the credits), the candidates made in the order of their first column
+        ents = frame.entities
+        mcode, mnames = engine._codes(frame.metrics)
+        targets: list[str | None] = ents
+        waits = [i for i, m in enumerate(mnames) if m in engine.knowledge.CREDIT_WAIT_METRICS]
+        if waits:
+            targets = list(ents)
+            known: dict[str, bool] = {}
+            for j in np.flatnonzero(np.isin(mcode, waits)).tolist():
+                targets[j] = self._receiver(frame.names[j], ents[j], known)
+        tcode, tnames = engine._codes(targets)
+        of_target = [None if t is None else self.cand(t) for t in tnames]
+        self.col_cands = [c for c in of_target if c is not None]
+        pos = {id(c): i for i, c in enumerate(self.col_cands)}
+        col_cand = np.asarray([-1 if c is None else pos[id(c)] for c in of_target], dtype=np.int64)[tcode]
+        self.col_cand, self.col_mcode, self.mcode_of = col_cand, mcode, {m: i for i, m in enumerate(mnames)}
+        for j in np.flatnonzero(worth & (col_cand >= 0)).tolist():
+            metric, owner = frame.metrics[j], ents[j]
+            c = self.col_cands[col_cand[j]]
+            if reasons[j]:
+                self._reasons(c, j, vals[:, j], base, fault, ts)
+                continue
+            if gone[j] and dcgm[j]:
+                # hardware telemetry stopped while the rest of the factory still reports
+                self._signal(c, j, metric, float(med[j]), float(med[j]), float(scale[j]), engine.Z_CAP, None, "absent", engine.knowledge.ABSENT_WEIGHT)
+                c.absent = True
+                continue
+            if not usable[j]:
+                continue
+            zs, onset_z = float(sustained[j]), za[:, j]
+            if age[j] and np.isfinite(bmax[j]):
+                # an age: anomalous once it passes the highest value it reached while healthy
+                over = np.nan_to_num((F[:, j] - bmax[j]) / max(0.1 * abs(float(bmax[j])), 1e-6), nan=0.0)
+                onset_z = np.maximum(over, 0.0) * engine.Z_ONSET
+                zs = float(min(engine.Z_CAP, max(0.0, float(np.nanmax(over)) if nF else 0.0) * engine.Z_ONSET))
+                if zs < engine.Z_ONSET:
+                    continue
+            elif zs < engine.Z_ONSET or shift[j] < 2.0:
+                continue
+            direction = float(np.sign(fmed[j] - med[j])) if np.isfinite(fmed[j]) else 0.0
+            # role_of reads the labels only for node_cpu_seconds_total (its mode)
+            labels = engine._parse_name(frame.names[j])[1] if metric == "node_cpu_seconds_total" else None
+            role, w = engine.knowledge.role_of(metric, direction, labels) if labels is not None else engine._role_of(metric, direction)
+            if metric in engine.knowledge.STALL_METRICS and med[j] > 0 and fmed[j] < 0.1 * med[j]:
+                role, w = "cause", 0.8  # stopped, not slower
+            on_idx = np.flatnonzero((onset_z[:-1] > engine.Z_ONSET) & (onset_z[1:] > engine.Z_ONSET)) if nF > 1 else np.zeros(0, int)
+            onset = int(ts_f[on_idx[0]]) if len(on_idx) else None
+            self._signal(c, j, metric, float(fmed[j]), float(med[j]), float(scale[j]), zs, onset, role, w)
+            if owner is not None and owner != c.id and role == "cause":
+                self.waits_on[owner].add(c.id)  # the port's switch is starved of credits by c
+        # strongest first; one stable sort of the signals in the order they came (the order sorting
+        # after every signal gave: the keys are finite)
+        for c in self._unsorted.values():
+            c.signals.sort(key=lambda s: -s.z * s.weight)
+        self._unsorted.clear()
+        return st
+
+
+def _evidence(ctx: Any) -> dict[str, Any]:
+    return {
+        eid: (c.signals, [e.to_dict() for e in c.events], c.metrics, c.reasons, c.event_kinds, c.absent, c.onset_ms,
+              c.event_score)
+        for eid, c in ctx.c.items()
+    } | {"waits_on": dict(ctx.waits_on)}
+
+
+def test_whole_array_scoring_is_the_per_column_one(scenario: Scenario) -> None:
+    """The same signals, in the same order, throttle events, absences and credit waits on every
+    candidate as testing each column alone (every simulated layer, and read cause signals first)."""
+    sc = scenario
+    res = analyze(sc.store, sc.symptom, sc.at_ms, builder=sc.builder)
+    topo = sc.builder.update(sc.store)
+    t_on = res.symptom_onset_ms or sc.at_ms - 300_000
+    frame, start, at, _ = _frame(sc)
+    cands = {i: 1 for i in res.candidate_ids}
+    got, want = (cls(topo, sc.builder, dict(cands), {}, start, at, t_on) for cls in (engine._Ctx, _PerColumn))
+    got.score_columns(frame)
+    want.score_columns(frame)
+    assert sum(len(c.signals) for c in want.c.values()) > 5
+    assert _evidence(got) == _evidence(want)
