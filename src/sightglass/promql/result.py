@@ -13,7 +13,7 @@ import numpy as np
 try:  # optional: a faster shortest-digits float writer (see _shortest)
     import orjson as _orjson
 except ImportError:  # pragma: no cover - the plain path is the default
-    _orjson = None
+    _orjson = None  # type: ignore[assignment]
 
 
 class QueryError(Exception):
